@@ -1,0 +1,40 @@
+"""onnx-smoothl1: PyTorch's SmoothL1Loss as one ONNX node with a model-local function.
+
+Data flow, one module per stage::
+
+    torch module -> exporter -> node + function -> runtime (kernel or function) -> parity
+
+``spec`` holds the contract, ``function`` builds the node and its FunctionProto, ``model``
+makes ready-made models, ``runtime`` runs them in onnxruntime (fused kernel or function).
+"""
+
+from __future__ import annotations
+
+from .function import attach_function, make_function, make_node
+from .model import make_model
+from .runtime import (
+    CustomOpUnavailable,
+    get_library_path,
+    has_custom_op,
+    inference_session,
+    profile_node_ops,
+)
+from .spec import DOMAIN, DOMAIN_VERSION, OP_TYPE, REDUCTIONS
+
+__all__ = [
+    "DOMAIN",
+    "DOMAIN_VERSION",
+    "OP_TYPE",
+    "REDUCTIONS",
+    "CustomOpUnavailable",
+    "attach_function",
+    "get_library_path",
+    "has_custom_op",
+    "inference_session",
+    "make_function",
+    "make_model",
+    "make_node",
+    "profile_node_ops",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,163 @@
+"""Running SmoothL1Loss models in onnxruntime: with the fused kernel, or through the function.
+
+The same model file runs both ways: when the compiled custom-op library is registered in the
+session, ORT resolves ``onnx_smoothl1::SmoothL1Loss`` to the fused kernel; when it is not,
+ORT inlines the model-local function. ``custom_op`` chooses which.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Literal, Union
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from . import spec
+
+ModelLike = Union[onnx.ModelProto, bytes, str, os.PathLike]
+CustomOp = Union[bool, Literal["auto", "python"]]
+
+#: Set to a path to use a library built elsewhere (e.g. the ASan or CUDA build).
+LIBRARY_ENV = "ONNX_SMOOTHL1_LIBRARY"
+LIBRARY_NAME = "libonnx_smoothl1_ops.so"
+_LIB_DIR = Path(__file__).resolve().parent / "lib"
+#: Written by the build when it skipped the library, saying why (compiler/headers missing).
+_SKIP_REASON_FILE = _LIB_DIR / "BUILD_SKIPPED.txt"
+
+
+class CustomOpUnavailable(RuntimeError):
+    """The compiled custom-op library was required but is not built or not found."""
+
+
+def _library_candidate() -> tuple[Path | None, str]:
+    override = os.environ.get(LIBRARY_ENV)
+    if override:
+        path = Path(override)
+        if path.is_file():
+            return path, ""
+        return None, f"{LIBRARY_ENV}={override!r} does not name an existing file"
+    path = _LIB_DIR / LIBRARY_NAME
+    if path.is_file():
+        return path, ""
+    if _SKIP_REASON_FILE.is_file():
+        return None, "the build skipped it: " + _SKIP_REASON_FILE.read_text().strip()
+    return None, f"{path} does not exist (reinstall with `pip install .` or run `make build`)"
+
+
+def get_library_path() -> str:
+    """Path of the compiled custom-op library; ``CustomOpUnavailable`` saying why if absent."""
+    path, why = _library_candidate()
+    if path is None:
+        raise CustomOpUnavailable(f"the onnx_smoothl1 custom-op library is not available: {why}")
+    return str(path)
+
+
+def has_custom_op() -> bool:
+    """Whether the compiled library is available (warns with the reason when it is not)."""
+    path, why = _library_candidate()
+    if path is None:
+        warnings.warn(f"onnx_smoothl1 custom op unavailable: {why}", RuntimeWarning, stacklevel=2)
+    return path is not None
+
+
+def _model_bytes(model: ModelLike) -> bytes:
+    if isinstance(model, onnx.ModelProto):
+        return model.SerializeToString()
+    if isinstance(model, (bytes, bytearray)):
+        return bytes(model)
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+        if not path.is_file():
+            raise ValueError(f"model: no such file {str(path)!r}")
+        return path.read_bytes()
+    raise ValueError(
+        f"model must be an onnx.ModelProto, bytes or a path; got {type(model).__name__}"
+    )
+
+
+def _register(options: ort.SessionOptions, custom_op: CustomOp) -> str:
+    """Register the chosen implementation; return the path name the session will use."""
+    if custom_op not in (True, False, "auto", "python"):
+        raise ValueError(f"custom_op must be True, False, 'auto' or 'python'; got {custom_op!r}")
+    if custom_op == "python":
+        from . import pyop  # optional dependency: onnxruntime-extensions
+
+        options.register_custom_ops_library(pyop.library_path())
+        return "python-op"
+    if custom_op is False:
+        return "function"
+    path, why = _library_candidate()
+    if path is None:
+        if custom_op is True:
+            raise CustomOpUnavailable(
+                f"custom_op=True but the onnx_smoothl1 custom-op library is not available: {why}"
+            )
+        return "function"
+    options.register_custom_ops_library(str(path))
+    return "kernel"
+
+
+def inference_session(
+    model: ModelLike,
+    *,
+    providers: Sequence[str] | None = None,
+    custom_op: CustomOp = "auto",
+    options: ort.SessionOptions | None = None,
+) -> ort.InferenceSession:
+    """An ``onnxruntime.InferenceSession`` for ``model`` (ModelProto, bytes or path).
+
+    ``custom_op``: ``"auto"`` registers the compiled library when it is available, ``True``
+    requires it, ``False`` never registers it (ORT then runs the function), ``"python"``
+    registers the onnxruntime-extensions Python op instead. The chosen path is recorded as
+    the session attribute ``smoothl1_path`` ("kernel", "function" or "python-op"); it says
+    what was registered, ``profile_node_ops`` shows what actually ran.
+    """
+    options = options if options is not None else ort.SessionOptions()
+    chosen = _register(options, custom_op)
+    session = ort.InferenceSession(
+        _model_bytes(model), sess_options=options, providers=list(providers or ["CPUExecutionProvider"])
+    )
+    session.smoothl1_path = chosen  # type: ignore[attr-defined]
+    return session
+
+
+def profile_node_ops(
+    model: ModelLike,
+    feeds: Mapping[str, np.ndarray],
+    *,
+    providers: Sequence[str] | None = None,
+    custom_op: CustomOp = "auto",
+) -> tuple[list[np.ndarray], list[str]]:
+    """Run ``model`` once with ORT profiling; return the outputs and the op types that ran.
+
+    This is the proof of which path executed: with the kernel, the profile holds one
+    ``SmoothL1Loss`` node event; with the function, it holds the inlined standard ops.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.enable_profiling = True
+        options.profile_file_prefix = os.path.join(tmp, "smoothl1")
+        session = inference_session(
+            model, providers=providers, custom_op=custom_op, options=options
+        )
+        outputs = session.run(None, dict(feeds))
+        with open(session.end_profiling()) as f:
+            events = json.load(f)
+    ops = [
+        e["args"]["op_name"]
+        for e in events
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")
+    ]
+    return outputs, ops
+
+
+def ran_fused_kernel(ops: Sequence[str]) -> bool:
+    """True when a profile's op list shows the fused node rather than the inlined function."""
+    return spec.OP_TYPE in ops

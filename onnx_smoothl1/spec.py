@@ -1,0 +1,97 @@
+"""The contract of the ``onnx_smoothl1::SmoothL1Loss`` node, in one place.
+
+Every stage (function builder, model maker, exporters, runtime helpers, C++ kernel tests)
+validates against these names and values, so a change to the contract is a change here.
+The behaviour itself is specified in ``SPEC.md`` (PyTorch's ``smooth_l1_loss``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+import numpy as np
+import onnx
+
+DOMAIN: Final = "onnx_smoothl1"
+OP_TYPE: Final = "SmoothL1Loss"
+DOMAIN_VERSION: Final = 1
+
+DEFAULT_BETA: Final = 1.0
+DEFAULT_REDUCTION: Final = "mean"
+REDUCTIONS: Final = ("none", "mean", "sum")
+
+#: Element types the node accepts, by the names users pass around (numpy / torch style).
+DTYPES: Final[dict[str, int]] = {
+    "float16": onnx.TensorProto.FLOAT16,
+    "bfloat16": onnx.TensorProto.BFLOAT16,
+    "float32": onnx.TensorProto.FLOAT,
+    "float64": onnx.TensorProto.DOUBLE,
+}
+
+#: Lowest default-domain opset the function can be built for (ReduceSum takes ``axes`` as
+#: an input from 13 on, which the function relies on by never passing axes at all).
+MIN_OPSET: Final = 13
+
+
+def max_opset() -> int:
+    """Newest default-domain opset the installed onnx package defines."""
+    return int(onnx.defs.onnx_opset_version())
+
+
+def check_beta(beta: object, *, name: str = "beta") -> float:
+    """Return ``beta`` as a float, or raise ``ValueError`` naming the argument.
+
+    SPEC: beta >= 0 (0 means plain L1); NaN, infinities of the wrong sign and non-numbers
+    are rejected, as PyTorch rejects a negative beta.
+    """
+    if isinstance(beta, bool) or not isinstance(beta, (int, float, np.floating, np.integer)):
+        raise ValueError(f"{name} must be a float >= 0, got {beta!r} ({type(beta).__name__})")
+    value = float(beta)
+    if math.isnan(value) or value < 0:
+        raise ValueError(f"{name} must be a float >= 0, got {value!r}")
+    return value
+
+
+def check_reduction(reduction: object, *, name: str = "reduction") -> str:
+    """Return ``reduction`` unchanged, or raise ``ValueError`` listing the allowed values."""
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
+        raise ValueError(
+            f"{name} must be one of {', '.join(repr(r) for r in REDUCTIONS)}; got {reduction!r}"
+        )
+    return reduction
+
+
+def check_dtype(dtype: object, *, name: str = "dtype") -> str:
+    """Normalise a dtype given as a name, numpy dtype or torch dtype to a key of ``DTYPES``."""
+    key = str(dtype).removeprefix("torch.")
+    if key in {"float", "half", "double"}:
+        key = {"float": "float32", "half": "float16", "double": "float64"}[key]
+    if key not in DTYPES:
+        raise ValueError(f"{name} must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    return key
+
+
+def check_opset(opset: object, *, name: str = "opset") -> int:
+    """Return ``opset`` as an int within [MIN_OPSET, max_opset()], else ``ValueError``."""
+    top = max_opset()
+    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or not (
+        MIN_OPSET <= int(opset) <= top
+    ):
+        raise ValueError(f"{name} must be an integer from {MIN_OPSET} to {top}; got {opset!r}")
+    return int(opset)
+
+
+def legacy_reduction(size_average: bool | None, reduce: bool | None, reduction: str) -> str:
+    """Resolve PyTorch's deprecated ``size_average``/``reduce`` arguments (SPEC: Reduction).
+
+    They override ``reduction`` when either is given: ``reduce=False`` -> 'none';
+    otherwise ``size_average=False`` -> 'sum', else 'mean'.
+    """
+    if size_average is None and reduce is None:
+        return check_reduction(reduction)
+    if reduce is not None and not reduce:
+        return "none"
+    if size_average is not None and not size_average:
+        return "sum"
+    return "mean"
