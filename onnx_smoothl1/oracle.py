@@ -1,0 +1,144 @@
+"""PyTorch as the oracle: the float64 reference and SPEC's tolerances, shared by all checks.
+
+Every parity check in the project (tests, the demo, the parity runner) asks the same two
+questions, answered here once: what does PyTorch compute in float64 for these inputs (beta
+rounded to float32 as an ONNX FLOAT attribute stores it), and is a path's output within
+SPEC's tolerance of that for its dtype and reduction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ml_dtypes
+import numpy as np
+
+from . import spec
+
+#: numpy dtypes for the names in ``spec.DTYPES`` (bfloat16 comes from ml_dtypes).
+NUMPY_DTYPES: dict[str, np.dtype] = {
+    "float16": np.dtype(np.float16),
+    "bfloat16": np.dtype(ml_dtypes.bfloat16),
+    "float32": np.dtype(np.float32),
+    "float64": np.dtype(np.float64),
+}
+
+F64_RTOL = 1e-12
+#: float32 'mean'/'sum' must be no worse than PyTorch's own float32 result, and never need to
+#: be better than one float32 rounding.
+F32_REDUCE_FLOOR = 2.0**-23
+
+
+def as_beta(beta: float) -> float:
+    """``beta`` as an ONNX FLOAT attribute holds it (rounded to float32)."""
+    return float(np.float32(beta))
+
+
+def reference(
+    input: np.ndarray, target: np.ndarray, *, beta: float = 1.0, reduction: str = "mean"
+) -> np.ndarray:
+    """PyTorch's smooth_l1_loss on the inputs upcast to float64 (exact for every dtype)."""
+    import torch
+
+    x = torch.from_numpy(np.asarray(input).astype(np.float64))
+    y = torch.from_numpy(np.asarray(target).astype(np.float64))
+    out = torch.nn.functional.smooth_l1_loss(x, y, reduction=reduction, beta=as_beta(beta))
+    return out.numpy()
+
+
+def torch_same_dtype(
+    input: np.ndarray, target: np.ndarray, *, beta: float = 1.0, reduction: str = "mean"
+) -> np.ndarray:
+    """PyTorch's own result in the inputs' dtype (what users compare against)."""
+    import torch
+
+    def to_torch(a: np.ndarray) -> "torch.Tensor":
+        a = np.asarray(a)
+        if a.dtype == NUMPY_DTYPES["bfloat16"]:
+            return torch.from_numpy(a.astype(np.float32)).to(torch.bfloat16)
+        return torch.from_numpy(a.copy())
+
+    out = torch.nn.functional.smooth_l1_loss(
+        to_torch(input), to_torch(target), reduction=reduction, beta=as_beta(beta)
+    )
+    if out.dtype == torch.bfloat16:
+        return out.float().numpy().astype(NUMPY_DTYPES["bfloat16"])
+    return out.numpy()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Outcome of one comparison: pass/fail and the worst errors seen."""
+
+    ok: bool
+    max_abs: float
+    max_rel: float
+    detail: str = ""
+
+
+def _ulp(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Spacing of ``dtype`` at each (finite) value, as float64."""
+    finfo = ml_dtypes.finfo(dtype) if dtype == NUMPY_DTYPES["bfloat16"] else np.finfo(dtype)
+    mag = np.abs(values.astype(dtype).astype(np.float64))
+    # Exponent-based spacing: 2**(floor(log2|v|) - mantissa bits), floored at the subnormal step.
+    with np.errstate(divide="ignore"):
+        exp = np.floor(np.log2(np.where(mag > 0, mag, float(finfo.tiny))))
+    step = np.exp2(exp - finfo.nmant)
+    return np.maximum(step, float(finfo.smallest_subnormal))
+
+
+def compare(
+    actual: np.ndarray,
+    ref64: np.ndarray,
+    *,
+    dtype: str,
+    reduction: str,
+    torch_own: np.ndarray | None = None,
+) -> Verdict:
+    """Is ``actual`` (a path's output) within SPEC tolerance of the float64 reference?
+
+    Shapes and NaN positions must match exactly, infinities must match in sign. Finite
+    values: float64 rel <= 1e-12; float32 'none' within one float32 rounding, 'mean'/'sum'
+    no worse than ``torch_own`` (PyTorch's float32 result) or one rounding; float16/bfloat16
+    within one rounding of the output type.
+    """
+    dtype = spec.check_dtype(dtype)
+    npdt = NUMPY_DTYPES[dtype]
+    actual = np.asarray(actual)
+    ref64 = np.asarray(ref64, dtype=np.float64)
+    if actual.dtype != npdt:
+        return Verdict(False, np.inf, np.inf, f"dtype {actual.dtype} != {npdt}")
+    if actual.shape != ref64.shape:
+        return Verdict(False, np.inf, np.inf, f"shape {actual.shape} != {ref64.shape}")
+    a = actual.astype(np.float64)
+    nan_a, nan_r = np.isnan(a), np.isnan(ref64)
+    if not np.array_equal(nan_a, nan_r):
+        return Verdict(False, np.inf, np.inf, "NaN positions differ")
+    # The reference rounded to the output type may overflow to inf: that is the right answer.
+    ref_rounded = ref64.astype(npdt).astype(np.float64)
+    inf_a, inf_r = np.isinf(a), np.isinf(ref_rounded)
+    if not np.array_equal(inf_a, inf_r) or not np.array_equal(a[inf_a], ref_rounded[inf_r]):
+        return Verdict(False, np.inf, np.inf, "infinities differ")
+    fin = ~(nan_a | inf_a)
+    a_f, r_f = a[fin], ref64[fin]
+    if a_f.size == 0:
+        return Verdict(True, 0.0, 0.0)
+    abs_err = np.abs(a_f - r_f)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(r_f != 0, abs_err / np.abs(r_f), np.where(abs_err == 0, 0.0, np.inf))
+    max_abs, max_rel = float(abs_err.max()), float(rel.max())
+    if dtype == "float64":
+        tiny = float(np.finfo(np.float64).tiny)
+        ok = bool(np.all(abs_err <= F64_RTOL * np.abs(r_f) + tiny))
+    elif dtype == "float32" and reduction != "none":
+        bound = F32_REDUCE_FLOOR
+        if torch_own is not None:
+            t = np.asarray(torch_own, dtype=np.float64)[fin]
+            with np.errstate(invalid="ignore"):
+                own = np.abs(t - r_f) / np.where(r_f != 0, np.abs(r_f), 1.0)
+            if np.all(np.isfinite(own)):
+                bound = max(bound, float(own.max()))
+        ok = bool(np.all(abs_err <= bound * np.abs(r_f) + _ulp(r_f, npdt) * (r_f == 0)))
+    else:
+        ok = bool(np.all(abs_err <= _ulp(r_f, npdt)))
+    return Verdict(ok, max_abs, max_rel, "" if ok else f"max abs {max_abs:.3g}, rel {max_rel:.3g}")
