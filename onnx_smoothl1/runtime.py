@@ -7,6 +7,7 @@ ORT inlines the model-local function. ``custom_op`` chooses which.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import tempfile
@@ -15,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal, Union
 
+import ml_dtypes
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -130,7 +132,7 @@ def inference_session(
 
 def profile_node_ops(
     model: ModelLike,
-    feeds: Mapping[str, np.ndarray],
+    feeds: Mapping[str, object],
     *,
     providers: Sequence[str] | None = None,
     custom_op: CustomOp = "auto",
@@ -143,11 +145,12 @@ def profile_node_ops(
     with tempfile.TemporaryDirectory() as tmp:
         options = ort.SessionOptions()
         options.enable_profiling = True
+        options.log_severity_level = 3  # errors reach the caller as exceptions; no log spam
         options.profile_file_prefix = os.path.join(tmp, "smoothl1")
         session = inference_session(
             model, providers=providers, custom_op=custom_op, options=options
         )
-        outputs = session.run(None, dict(feeds))
+        outputs = run(session, feeds)
         with open(session.end_profiling()) as f:
             events = json.load(f)
     ops = [
@@ -156,6 +159,39 @@ def profile_node_ops(
         if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")
     ]
     return outputs, ops
+
+
+def _to_ort_value(array: object) -> ort.OrtValue:
+    if isinstance(array, ort.OrtValue):
+        return array
+    array = np.asarray(array, order="C")  # (ascontiguousarray would make rank 0 rank 1)
+    if array.dtype == ml_dtypes.bfloat16:
+        # numpy has no bfloat16 of its own, so ORT needs the element type spelled out.
+        return ort.OrtValue.ortvalue_from_numpy_with_onnx_type(array, onnx.TensorProto.BFLOAT16)
+    return ort.OrtValue.ortvalue_from_numpy(array)
+
+
+def _to_numpy(value: ort.OrtValue) -> np.ndarray:
+    if value.data_type() != "tensor(bfloat16)":
+        return value.numpy()
+    # ORT cannot hand a bfloat16 tensor to numpy; copy its bytes into an ml_dtypes array.
+    out = np.empty(value.shape(), dtype=ml_dtypes.bfloat16)
+    if out.size:
+        ctypes.memmove(out.ctypes.data, value.data_ptr(), out.nbytes)
+    return out
+
+
+def run(
+    session: ort.InferenceSession, feeds: Mapping[str, object], outputs: Sequence[str] | None = None
+) -> list[np.ndarray]:
+    """``session.run`` that also takes and returns bfloat16 (ml_dtypes) arrays.
+
+    Inputs may be numpy arrays or OrtValues; outputs are numpy arrays of the model's types.
+    Only CPU-resident outputs are supported (copy device outputs yourself).
+    """
+    names = list(outputs) if outputs is not None else [o.name for o in session.get_outputs()]
+    values = session.run_with_ort_values(names, {k: _to_ort_value(v) for k, v in feeds.items()})
+    return [_to_numpy(v) for v in values]
 
 
 def ran_fused_kernel(ops: Sequence[str]) -> bool:

@@ -1,0 +1,238 @@
+"""``onnx-smoothl1`` command line: make-model, make-models, run, info, demo (+ export/fuse/inline).
+
+User mistakes (bad arguments, missing or corrupt files, wrong inputs) print one line on
+stderr and exit with code 2, never a traceback; argparse already behaves that way for its
+own errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from . import spec
+
+
+class UsageError(Exception):
+    """A mistake by the user: reported on stderr with exit code 2."""
+
+
+#: The checked-in ready-made models (``make models``): file name -> make_model arguments.
+READY_MADE: dict[str, dict[str, object]] = {
+    "smooth_l1_mean.onnx": {"reduction": "mean"},
+    "smooth_l1_sum.onnx": {"reduction": "sum"},
+    "smooth_l1_none.onnx": {"reduction": "none"},
+    "smooth_l1_mean_f16.onnx": {"reduction": "mean", "dtype": "float16"},
+}
+
+
+def _load_model(path: str) -> onnx.ModelProto:
+    if not Path(path).is_file():
+        raise UsageError(f"MODEL: no such file: {path}")
+    try:
+        return onnx.load(path)
+    except Exception as exc:  # protobuf raises several types for corrupt bytes
+        raise UsageError(f"MODEL: {path} is not a readable ONNX model ({exc})") from exc
+
+
+def _load_npy(path: str, arg: str) -> np.ndarray:
+    if not Path(path).is_file():
+        raise UsageError(f"{arg}: no such file: {path}")
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise UsageError(f"{arg}: {path} is not a readable .npy file ({exc})") from exc
+
+
+def _save(model: onnx.ModelProto, out: str) -> None:
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, out)
+
+
+def _cmd_make_model(args: argparse.Namespace) -> None:
+    from .model import make_model
+
+    model = make_model(
+        beta=args.beta, reduction=args.reduction, dtype=args.dtype, opset=args.opset, rank=args.rank
+    )
+    _save(model, args.output)
+    print(f"wrote {args.output}")
+
+
+def write_ready_made(directory: str | Path) -> list[Path]:
+    """Write the ready-made models of ``READY_MADE`` into ``directory`` (deterministic bytes)."""
+    from .model import make_model
+
+    written = []
+    for name, kwargs in READY_MADE.items():
+        path = Path(directory) / name
+        _save(make_model(**kwargs), str(path))  # type: ignore[arg-type]
+        written.append(path)
+    return written
+
+
+def _cmd_make_models(args: argparse.Namespace) -> None:
+    for path in write_ready_made(args.directory):
+        print(f"wrote {path}")
+
+
+def _feed(model: onnx.ModelProto, arrays: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    """Name the arrays after the model's inputs, checking each has the declared type."""
+    from .oracle import NUMPY_DTYPES
+
+    inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    if len(inputs) != len(arrays):
+        raise UsageError(f"model takes {len(inputs)} inputs, got {len(arrays)}")
+    feeds: dict[str, np.ndarray] = {}
+    for value, array in zip(inputs, arrays):
+        expected = onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
+        if expected == NUMPY_DTYPES["bfloat16"] and array.dtype == np.dtype("V2"):
+            array = array.view(expected)  # .npy stores ml_dtypes' bfloat16 as raw 2-byte items
+        if array.dtype != expected:
+            raise UsageError(
+                f"input {value.name!r} must be {expected} (the model's type), got {array.dtype}"
+            )
+        feeds[value.name] = array
+    return feeds
+
+
+def _cmd_run(args: argparse.Namespace) -> None:
+    from .runtime import CustomOpUnavailable, profile_node_ops, ran_fused_kernel
+
+    model = _load_model(args.model)
+    x = _load_npy(args.input, "--input")
+    y = _load_npy(args.target, "--target")
+    try:
+        np.broadcast_shapes(x.shape, y.shape)
+    except ValueError:
+        raise UsageError(
+            f"--input shape {x.shape} and --target shape {y.shape} cannot be broadcast together"
+        ) from None
+    custom_op: object = {None: "auto", True: True, False: False}[args.custom_op]
+    feeds = _feed(model, [x, y])
+    try:
+        outputs, ops = profile_node_ops(model, feeds, custom_op=custom_op)  # type: ignore[arg-type]
+    except CustomOpUnavailable as exc:
+        raise UsageError(str(exc)) from exc
+    except Exception as exc:  # onnxruntime reports bad inputs as its own exception types
+        raise UsageError(f"onnxruntime failed: {exc}") from exc
+    path = "fused kernel (custom op library)" if ran_fused_kernel(ops) else "ONNX function (standard ops)"
+    for out in outputs:
+        print(np.array2string(np.asarray(out), threshold=20))
+    print(f"path: {path}")
+
+
+def _cmd_info(args: argparse.Namespace) -> None:
+    model = _load_model(args.model)
+    functions = {(f.domain, f.name) for f in model.functions}
+    opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
+    print(f"{args.model}: ir_version {model.ir_version}, opsets {opsets}")
+    found = 0
+    for node in _walk_nodes(model.graph):
+        if (node.domain, node.op_type) != (spec.DOMAIN, spec.OP_TYPE):
+            continue
+        found += 1
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        beta = attrs.get("beta", f"{spec.DEFAULT_BETA} (default)")
+        red = attrs.get("reduction", f"{spec.DEFAULT_REDUCTION} (default)")
+        if isinstance(red, bytes):
+            red = red.decode()
+        has_fn = (spec.DOMAIN, spec.OP_TYPE) in functions
+        print(
+            f"  node {node.name or '<unnamed>'}: {spec.DOMAIN}::{spec.OP_TYPE}"
+            f"({', '.join(node.input)}) -> {', '.join(node.output)}; beta={beta}, "
+            f"reduction={red}, function attached: {'yes' if has_fn else 'no'}"
+        )
+    print(f"{found} SmoothL1Loss node(s)")
+
+
+def _walk_nodes(graph: onnx.GraphProto):
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _walk_nodes(attr.g)
+            for g in attr.graphs:
+                yield from _walk_nodes(g)
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from .demo import run_demo
+
+    if not run_demo(n=args.n, seed=args.seed):
+        raise SystemExit(1)
+
+
+def _parser(extra: Sequence[Callable[[argparse._SubParsersAction], None]]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="onnx-smoothl1",
+        description="PyTorch's SmoothL1Loss as the ONNX node onnx_smoothl1::SmoothL1Loss.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("make-model", help="write a one-node SmoothL1Loss model")
+    p.add_argument("--beta", type=float, default=spec.DEFAULT_BETA, help="beta >= 0 (default 1.0)")
+    p.add_argument("--reduction", choices=spec.REDUCTIONS, default=spec.DEFAULT_REDUCTION)
+    p.add_argument("--dtype", choices=list(spec.DTYPES), default="float32")
+    p.add_argument("--opset", type=int, default=18, help=f"{spec.MIN_OPSET}..{spec.max_opset()}")
+    p.add_argument("--rank", type=int, default=None, help="fixed input rank (default: any rank)")
+    p.add_argument("-o", "--output", required=True, help="path of the .onnx file to write")
+    p.set_defaults(func=_cmd_make_model)
+
+    p = sub.add_parser("make-models", help="write the ready-made models (see models/)")
+    p.add_argument("directory", nargs="?", default="models")
+    p.set_defaults(func=_cmd_make_models)
+
+    p = sub.add_parser("run", help="run a model on two .npy files and print the loss")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--input", required=True, help=".npy file for the first input")
+    p.add_argument("--target", required=True, help=".npy file for the second input")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--custom-op", dest="custom_op", action="store_true", default=None,
+                   help="require the fused kernel (compiled library)")
+    g.add_argument("--no-custom-op", dest="custom_op", action="store_false",
+                   help="never register the library: run the ONNX function")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("info", help="list the SmoothL1Loss nodes of a model")
+    p.add_argument("model", metavar="MODEL")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("demo", help="build a model, run it in onnxruntime, compare with torch")
+    p.add_argument("--n", type=int, default=100_000, help="elements per input (default 100000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_demo)
+
+    for add in extra:
+        add(sub)
+    return parser
+
+
+def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
+    import importlib.util
+
+    if importlib.util.find_spec(f"{__package__}.cli_export") is None:
+        return []
+    from . import cli_export
+
+    return [cli_export.add_commands]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser(_extra_commands())
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (UsageError, ValueError) as exc:
+        print(f"onnx-smoothl1 {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
