@@ -213,14 +213,20 @@ def _parser(extra: Sequence[Callable[[argparse._SubParsersAction], None]]) -> ar
     return parser
 
 
+#: Modules that add subcommands through ``add_commands(subparsers)``: the exporters
+#: (export, fuse, inline) and the parity/benchmark tools (parity, bench).
+EXTENSIONS = ("cli_export", "cli_parity")
+
+
 def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
+    import importlib
     import importlib.util
 
-    if importlib.util.find_spec(f"{__package__}.cli_export") is None:
-        return []
-    from . import cli_export
-
-    return [cli_export.add_commands]
+    return [
+        importlib.import_module(f"{__package__}.{name}").add_commands
+        for name in EXTENSIONS
+        if importlib.util.find_spec(f"{__package__}.{name}") is not None
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
