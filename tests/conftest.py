@@ -99,3 +99,20 @@ def tmp_npy(tmp_path):
         return str(path)
 
     return save
+
+
+# --- Hypothesis profiles (property, fuzz tests) ------------------------------------------
+# "ci" (default): bounded so the property/fuzz/hardening set runs in a few minutes on 2
+# cores, derandomized so CI is reproducible. "thorough": >= 10,000 examples per property
+# test, e.g. `pytest tests/test_property.py --hypothesis-profile=thorough`.
+# HYPOTHESIS_PROFILE=<name> in the environment selects one too.
+from hypothesis import HealthCheck, settings as _hyp_settings
+
+_HYP_COMMON = dict(
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
+_hyp_settings.register_profile("ci", max_examples=60, derandomize=True, database=None, **_HYP_COMMON)
+_hyp_settings.register_profile("thorough", max_examples=10_000, **_HYP_COMMON)
+_hyp_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
