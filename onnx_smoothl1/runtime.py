@@ -122,12 +122,72 @@ def inference_session(
     what was registered, ``profile_node_ops`` shows what actually ran.
     """
     options = options if options is not None else ort.SessionOptions()
+    data = _model_bytes(model)
+    check_nodes(model if isinstance(model, onnx.ModelProto) else _parse_or_none(data))
     chosen = _register(options, custom_op)
     session = ort.InferenceSession(
-        _model_bytes(model), sess_options=options, providers=list(providers or ["CPUExecutionProvider"])
+        data, sess_options=options, providers=list(providers or ["CPUExecutionProvider"])
     )
     session.smoothl1_path = chosen  # type: ignore[attr-defined]
     return session
+
+
+def _parse_or_none(data: bytes) -> onnx.ModelProto | None:
+    try:
+        return onnx.ModelProto.FromString(data)
+    except Exception:  # corrupt bytes: onnxruntime reports them in its own words
+        return None
+
+
+def _all_nodes(model: onnx.ModelProto):
+    def walk(nodes):
+        for node in nodes:
+            yield node
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    yield from walk(attr.g.node)
+                for g in attr.graphs:
+                    yield from walk(g.node)
+
+    yield from walk(model.graph.node)
+    for f in model.functions:
+        yield from walk(f.node)
+
+
+def check_nodes(model: onnx.ModelProto | None) -> None:
+    """Reject what neither path may run silently: ``ValueError`` naming node, attribute, value.
+
+    The function path cannot check attributes itself (onnxruntime's NegativeLogLikelihoodLoss
+    treats an unknown reduction as 'mean', and Where-based arithmetic happily takes a negative
+    or NaN beta), so the attributes of every ``SmoothL1Loss`` node are validated here, as the
+    fused kernel validates them at kernel creation; a model importing the domain at a version
+    this package does not implement is refused too.
+    """
+    if model is None:
+        return
+    for o in model.opset_import:
+        if o.domain == spec.DOMAIN and o.version != spec.DOMAIN_VERSION:
+            raise ValueError(
+                f"model imports domain {spec.DOMAIN!r} at version {o.version}; this package "
+                f"implements version {spec.DOMAIN_VERSION} only"
+            )
+    kinds = {"beta": onnx.AttributeProto.FLOAT, "reduction": onnx.AttributeProto.STRING}
+    for node in _all_nodes(model):
+        if (node.domain, node.op_type) != (spec.DOMAIN, spec.OP_TYPE):
+            continue
+        where = f"SmoothL1Loss node {node.name or '<unnamed>'!r}"
+        for attr in node.attribute:
+            if attr.ref_attr_name or attr.name not in kinds:
+                continue
+            if attr.type != kinds[attr.name]:
+                kind = onnx.AttributeProto.AttributeType.Name(attr.type)
+                want = onnx.AttributeProto.AttributeType.Name(kinds[attr.name])
+                raise ValueError(f"{where}: attribute {attr.name} must be {want}, got {kind}")
+            if attr.name == "beta":
+                spec.check_beta(attr.f, name=f"{where}: attribute beta")
+            else:
+                value = attr.s.decode("utf-8", "replace")
+                spec.check_reduction(value, name=f"{where}: attribute reduction")
 
 
 def profile_node_ops(
