@@ -1,0 +1,339 @@
+// SmoothL1Loss CPU kernels: see smooth_l1_cpu.h for the numerics and the determinism design.
+#include "smooth_l1_cpu.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <new>
+
+namespace onnx_smoothl1 {
+namespace cpu {
+
+// ---------------------------------------------------------------------------------------
+// 16-bit float conversions (exact decode; encode rounds to nearest, ties to even).
+
+double ToDouble(Half h) {
+  const uint32_t sign = (h.bits & 0x8000u) << 16;
+  const uint32_t exp = (h.bits >> 10) & 0x1fu;
+  const uint32_t mant = h.bits & 0x3ffu;
+  float f;
+  if (exp == 0) {  // zero or subnormal: mant * 2^-24, exact in float
+    f = static_cast<float>(mant) * 5.9604644775390625e-08f;
+    uint32_t b;
+    std::memcpy(&b, &f, 4);
+    b |= sign;
+    std::memcpy(&f, &b, 4);
+  } else {
+    const uint32_t b = sign | (exp == 31 ? (0xffu << 23) | (mant << 13)  // inf / NaN
+                                         : ((exp + 112u) << 23) | (mant << 13));
+    std::memcpy(&f, &b, 4);
+  }
+  return static_cast<double>(f);
+}
+
+double ToDouble(BFloat16 h) {
+  const uint32_t b = static_cast<uint32_t>(h.bits) << 16;
+  float f;
+  std::memcpy(&f, &b, 4);
+  return static_cast<double>(f);
+}
+
+namespace {
+
+// Round |v| (not NaN) to a binary format with ``mant_bits`` stored mantissa bits, exponent
+// bias ``bias`` and ``exp_bits`` exponent bits; returns the magnitude bits (no sign).
+// Rounding is done once, from double, so there is no double rounding.
+template <int mant_bits, int exp_bits, int bias>
+inline uint16_t EncodeMagnitude(double a) {
+  constexpr int emax = (1 << exp_bits) - 2 - bias;  // largest normal unbiased exponent
+  constexpr int emin = 1 - bias;                     // smallest normal unbiased exponent
+  constexpr uint16_t inf = static_cast<uint16_t>(((1u << exp_bits) - 1u) << mant_bits);
+  if (!(a < std::ldexp(1.0, emax + 1))) return inf;  // >= 2^(emax+1), or inf
+  if (a < std::ldexp(1.0, emin)) {
+    // Subnormal range: count units of 2^(emin - mant_bits); a count of 2^mant_bits is the
+    // smallest normal, whose encoding is the same integer.
+    const double units = std::nearbyint(std::ldexp(a, mant_bits - emin));
+    return static_cast<uint16_t>(units);
+  }
+  uint64_t bits;
+  std::memcpy(&bits, &a, 8);
+  constexpr int shift = 52 - mant_bits;
+  // Re-bias the exponent, then round the dropped mantissa bits to nearest even; a carry
+  // propagates into the exponent (and up to inf) as it should.
+  bits -= static_cast<uint64_t>(1023 - bias) << 52;
+  const uint64_t lsb = (bits >> shift) & 1u;
+  bits += (uint64_t{1} << (shift - 1)) - 1u + lsb;
+  return static_cast<uint16_t>(bits >> shift);
+}
+
+}  // namespace
+
+Half HalfFromDouble(double v) {
+  const uint16_t sign = std::signbit(v) ? 0x8000u : 0u;
+  if (std::isnan(v)) return Half{static_cast<uint16_t>(sign | 0x7e00u)};
+  return Half{static_cast<uint16_t>(sign | EncodeMagnitude<10, 5, 15>(std::fabs(v)))};
+}
+
+BFloat16 BFloat16FromDouble(double v) {
+  const uint16_t sign = std::signbit(v) ? 0x8000u : 0u;
+  if (std::isnan(v)) return BFloat16{static_cast<uint16_t>(sign | 0x7fc0u)};
+  return BFloat16{static_cast<uint16_t>(sign | EncodeMagnitude<7, 8, 127>(std::fabs(v)))};
+}
+
+namespace {
+
+inline double Load(float v) { return static_cast<double>(v); }
+inline double Load(double v) { return v; }
+inline double Load(Half v) { return ToDouble(v); }
+inline double Load(BFloat16 v) { return ToDouble(v); }
+
+template <typename T>
+inline T Store(double v);
+template <>
+inline float Store<float>(double v) { return static_cast<float>(v); }
+template <>
+inline double Store<double>(double v) { return v; }
+template <>
+inline Half Store<Half>(double v) { return HalfFromDouble(v); }
+template <>
+inline BFloat16 Store<BFloat16>(double v) { return BFloat16FromDouble(v); }
+
+// The element formula's constants, computed once per call from the validated attributes.
+struct Consts {
+  double beta, half_over_beta, half_beta;
+  explicit Consts(const Attrs& a)
+      : beta(a.beta_d()), half_over_beta(a.half_over_beta()), half_beta(a.half_beta()) {}
+};
+
+inline double Loss(double x, double y, const Consts& c) {
+  const double d = std::fabs(x - y);
+  // Branch-free select (both sides are cheap, the compiler emits a blend). With beta == 0,
+  // d < 0 is never true and d - 0.0 == d exactly; NaN compares false and stays NaN.
+  const double quad = d * d * c.half_over_beta;
+  const double lin = d - c.half_beta;
+  return d < c.beta ? quad : lin;
+}
+
+// Pairwise combination of the lanes (fixed order).
+inline double CombineLanes(const double* a) {
+  static_assert(kLanes == 8, "CombineLanes is written for 8 lanes");
+  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+template <typename T>
+void ElemContig(const T* __restrict x, const T* __restrict y, T* __restrict out, int64_t n,
+                const Consts& c) {
+  for (int64_t i = 0; i < n; ++i) out[i] = Store<T>(Loss(Load(x[i]), Load(y[i]), c));
+}
+
+template <typename T>
+void ElemStrided(const T* x, int64_t sx, const T* y, int64_t sy, T* __restrict out, int64_t n,
+                 const Consts& c) {
+  for (int64_t i = 0; i < n; ++i) out[i] = Store<T>(Loss(Load(x[i * sx]), Load(y[i * sy]), c));
+}
+
+// Adds the losses of n elements into the kLanes accumulators ``acc`` (lane = i % kLanes).
+template <typename T>
+void SumContig(const T* __restrict x, const T* __restrict y, int64_t n, const Consts& c,
+               double* __restrict acc) {
+  double a[kLanes];
+  for (int j = 0; j < kLanes; ++j) a[j] = acc[j];
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) a[j] += Loss(Load(x[i + j]), Load(y[i + j]), c);
+  }
+  for (int j = 0; i < n; ++i, ++j) a[j] += Loss(Load(x[i]), Load(y[i]), c);
+  for (int j = 0; j < kLanes; ++j) acc[j] = a[j];
+}
+
+template <typename T>
+void SumStrided(const T* x, int64_t sx, const T* y, int64_t sy, int64_t n, const Consts& c,
+                double* __restrict acc) {
+  double a[kLanes];
+  for (int j = 0; j < kLanes; ++j) a[j] = acc[j];
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) a[j] += Loss(Load(x[(i + j) * sx]), Load(y[(i + j) * sy]), c);
+  }
+  for (int j = 0; i < n; ++i, ++j) a[j] += Loss(Load(x[i * sx]), Load(y[i * sy]), c);
+  for (int j = 0; j < kLanes; ++j) acc[j] = a[j];
+}
+
+// Visit the output flat range [start, end) of a broadcast plan as runs along the innermost
+// (coalesced) dimension: visit(x_ptr, y_ptr, run_length, flat_offset_of_run).
+template <typename T, typename Visit>
+void ForEachRun(const T* x, const T* y, const BroadcastPlan& p, int64_t start, int64_t end,
+                Visit&& visit) {
+  const int r = p.rank;
+  int64_t idx[kMaxRank];
+  int64_t rem = start, xo = 0, yo = 0;
+  for (int d = r - 1; d >= 0; --d) {
+    idx[d] = rem % p.dims[d];
+    rem /= p.dims[d];
+    xo += idx[d] * p.x_stride[d];
+    yo += idx[d] * p.y_stride[d];
+  }
+  int64_t flat = start;
+  const int last = r - 1;
+  while (flat < end) {
+    const int64_t len = std::min(p.dims[last] - idx[last], end - flat);
+    visit(x + xo, y + yo, len, flat);
+    flat += len;
+    // Advance the multi-index by len along the innermost dim, carrying outwards.
+    idx[last] += len;
+    xo += len * p.x_stride[last];
+    yo += len * p.y_stride[last];
+    for (int d = last; d > 0 && idx[d] == p.dims[d]; --d) {
+      xo -= idx[d] * p.x_stride[d];
+      yo -= idx[d] * p.y_stride[d];
+      idx[d] = 0;
+      ++idx[d - 1];
+      xo += p.x_stride[d - 1];
+      yo += p.y_stride[d - 1];
+    }
+  }
+}
+
+template <typename T>
+double BlockSum(const T* x, const T* y, const BroadcastPlan& p, int64_t start, int64_t end,
+                const Consts& c) {
+  double acc[kLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
+  if (p.contiguous()) {
+    SumContig(x + start, y + start, end - start, c, acc);
+  } else {
+    const int64_t sx = p.x_stride[p.rank - 1], sy = p.y_stride[p.rank - 1];
+    ForEachRun(x, y, p, start, end, [&](const T* xs, const T* ys, int64_t n, int64_t) {
+      if (sx == 1 && sy == 1) {
+        SumContig(xs, ys, n, c, acc);
+      } else {
+        SumStrided(xs, sx, ys, sy, n, c, acc);
+      }
+    });
+  }
+  return CombineLanes(acc);
+}
+
+template <typename T>
+void BlockElem(const T* x, const T* y, T* out, const BroadcastPlan& p, int64_t start,
+               int64_t end, const Consts& c) {
+  if (p.contiguous()) {
+    ElemContig(x + start, y + start, out + start, end - start, c);
+    return;
+  }
+  const int64_t sx = p.x_stride[p.rank - 1], sy = p.y_stride[p.rank - 1];
+  ForEachRun(x, y, p, start, end, [&](const T* xs, const T* ys, int64_t n, int64_t flat) {
+    if (sx == 1 && sy == 1) {
+      ElemContig(xs, ys, out + flat, n, c);
+    } else {
+      ElemStrided(xs, sx, ys, sy, out + flat, n, c);
+    }
+  });
+}
+
+// Pairwise sum of v[0..n) in a fixed order.
+double PairwiseSum(const double* v, int64_t n) {
+  if (n <= 0) return 0.0;
+  if (n == 1) return v[0];
+  const int64_t h = n / 2;
+  return PairwiseSum(v, h) + PairwiseSum(v + h, n - h);
+}
+
+template <typename T>
+struct Task {
+  const T* x;
+  const T* y;
+  T* out;  // 'none' only
+  const BroadcastPlan* plan;
+  const Consts* consts;
+  double* partial;  // reductions only: one per block
+};
+
+template <typename T>
+void RunElemBlock(void* data, size_t b) {
+  const auto& t = *static_cast<const Task<T>*>(data);
+  const int64_t start = static_cast<int64_t>(b) * kBlock;
+  const int64_t end = std::min(start + kBlock, t.plan->numel);
+  BlockElem(t.x, t.y, t.out, *t.plan, start, end, *t.consts);
+}
+
+template <typename T>
+void RunSumBlock(void* data, size_t b) {
+  const auto& t = *static_cast<const Task<T>*>(data);
+  const int64_t start = static_cast<int64_t>(b) * kBlock;
+  const int64_t end = std::min(start + kBlock, t.plan->numel);
+  t.partial[b] = BlockSum(t.x, t.y, *t.plan, start, end, *t.consts);
+}
+
+void Run(const Parallel& par, void (*fn)(void*, size_t), size_t total, void* data) {
+  if (total == 0) return;
+  if (total == 1 || par.run == nullptr) {
+    for (size_t i = 0; i < total; ++i) fn(data, i);
+    return;
+  }
+  par.run(par.ctx, fn, total, data);
+}
+
+// Block sums live on the stack up to this many blocks (kBlock * 1024 = 2^24 elements);
+// larger inputs allocate once per call, which is negligible next to reading 2^24+ elements.
+constexpr int64_t kStackBlocks = 1024;
+
+}  // namespace
+
+template <typename T>
+bool SmoothL1Sum(const T* x, const T* y, const BroadcastPlan& plan, const Attrs& attrs,
+                 const Parallel& parallel, double* sum) {
+  const Consts c(attrs);
+  const int64_t nblocks = (plan.numel + kBlock - 1) / kBlock;
+  if (nblocks <= 1) {  // small-N path: no scratch, no thread pool
+    *sum = nblocks == 0 ? 0.0 : BlockSum(x, y, plan, 0, plan.numel, c);
+    return true;
+  }
+  double stack_partial[kStackBlocks];
+  std::unique_ptr<double[]> heap_partial;
+  double* partial = stack_partial;
+  if (nblocks > kStackBlocks) {
+    heap_partial.reset(new (std::nothrow) double[static_cast<size_t>(nblocks)]);
+    if (!heap_partial) return false;
+    partial = heap_partial.get();
+  }
+  Task<T> task{x, y, nullptr, &plan, &c, partial};
+  Run(parallel, &RunSumBlock<T>, static_cast<size_t>(nblocks), &task);
+  *sum = PairwiseSum(partial, nblocks);
+  return true;
+}
+
+template <typename T>
+bool SmoothL1Forward(const T* x, const T* y, T* out, const BroadcastPlan& plan,
+                     const Attrs& attrs, const Parallel& parallel) {
+  if (attrs.reduction == Reduction::kNone) {
+    const Consts c(attrs);
+    const int64_t nblocks = (plan.numel + kBlock - 1) / kBlock;
+    Task<T> task{x, y, out, &plan, &c, nullptr};
+    Run(parallel, &RunElemBlock<T>, static_cast<size_t>(nblocks), &task);
+    return true;
+  }
+  double sum = 0.0;
+  if (!SmoothL1Sum(x, y, plan, attrs, parallel, &sum)) return false;
+  // 'mean' of an empty input is 0/0 = NaN, as SPEC requires.
+  const double value =
+      attrs.reduction == Reduction::kMean ? sum / static_cast<double>(plan.numel) : sum;
+  out[0] = Store<T>(value);
+  return true;
+}
+
+#define SMOOTHL1_INSTANTIATE(T)                                                              \
+  template bool SmoothL1Forward<T>(const T*, const T*, T*, const BroadcastPlan&,           \
+                                   const Attrs&, const Parallel&);                         \
+  template bool SmoothL1Sum<T>(const T*, const T*, const BroadcastPlan&, const Attrs&,     \
+                               const Parallel&, double*);
+
+SMOOTHL1_INSTANTIATE(float)
+SMOOTHL1_INSTANTIATE(double)
+SMOOTHL1_INSTANTIATE(Half)
+SMOOTHL1_INSTANTIATE(BFloat16)
+
+#undef SMOOTHL1_INSTANTIATE
+
+}  // namespace cpu
+}  // namespace onnx_smoothl1

@@ -1,0 +1,65 @@
+// SmoothL1Loss CPU kernels as plain C++ functions over pointers and sizes: no onnxruntime
+// types, so they are tested alone (custom_op/tests/smooth_l1_cpu_test.cc) and the ORT
+// registration (custom_op/smooth_l1_ops.cc) is a thin adapter.
+//
+// Numerics (README, "CPU kernel"): every element is computed in double
+//   d = |x - y|;  l = d < beta ? d * d * (0.5 / beta) : d - 0.5 * beta
+// (0.5 / beta precomputed, 0 when beta == 0, so beta == 0 is exactly l = d), and rounded
+// once to the element type for 'none'. 'mean'/'sum' accumulate in double.
+//
+// Determinism: the flat element range is cut into fixed blocks of kBlock elements,
+// independent of the thread count. Each block's sum is computed with kLanes fixed
+// accumulator lanes combined pairwise, stored at its block index, and the block sums are
+// combined pairwise in index order. Which thread runs which block therefore never changes
+// the result: it is bitwise identical for intra_op_num_threads 1, 2, 4, ...
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "../smooth_l1_common.h"
+
+namespace onnx_smoothl1 {
+namespace cpu {
+
+// 16-bit float storage types (bit patterns, layout-compatible with Ort::Float16_t /
+// Ort::BFloat16_t); converted to/from double with correct rounding in smooth_l1_cpu.cc.
+struct Half {
+  uint16_t bits;
+};
+struct BFloat16 {
+  uint16_t bits;
+};
+static_assert(sizeof(Half) == 2 && sizeof(BFloat16) == 2, "16-bit storage types");
+
+double ToDouble(Half h);
+double ToDouble(BFloat16 h);
+Half HalfFromDouble(double v);         // round to nearest even, overflow to inf
+BFloat16 BFloat16FromDouble(double v);  // round to nearest even, overflow to inf
+
+inline constexpr int64_t kBlock = 16384;  // elements per block (fixed: see above)
+inline constexpr int kLanes = 8;          // accumulator lanes inside a block
+
+// How to run ``total`` independent tasks fn(data, i), i in [0, total), possibly in
+// parallel (ORT: KernelContext_ParallelFor). ``run == nullptr`` means serially.
+struct Parallel {
+  void (*run)(void* ctx, void (*fn)(void*, size_t), size_t total, void* data) = nullptr;
+  void* ctx = nullptr;
+};
+
+// Compute SmoothL1Loss of ``x`` and ``y`` laid out as described by ``plan`` (both
+// contiguous in their own, un-broadcast shapes). ``out`` holds plan.numel elements for
+// 'none', one element for 'mean'/'sum'. Returns false only when scratch memory for a very
+// large reduction could not be allocated.
+template <typename T>
+bool SmoothL1Forward(const T* x, const T* y, T* out, const BroadcastPlan& plan,
+                     const Attrs& attrs, const Parallel& parallel);
+
+// The double-precision sum of the element losses (the value 'sum' rounds, 'mean' divides).
+// Exposed for tests; SmoothL1Forward uses it.
+template <typename T>
+bool SmoothL1Sum(const T* x, const T* y, const BroadcastPlan& plan, const Attrs& attrs,
+                 const Parallel& parallel, double* sum);
+
+}  // namespace cpu
+}  // namespace onnx_smoothl1

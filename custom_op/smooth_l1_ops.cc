@@ -1,0 +1,343 @@
+// onnxruntime registration of onnx_smoothl1::SmoothL1Loss: the one file that knows ORT.
+//
+// Built against the ORT C/C++ API headers (API version 21, onnxruntime 1.21) with
+// ORT_API_MANUAL_INIT and no link against libonnxruntime: the API table comes from the
+// OrtApiBase that ORT hands to RegisterCustomOps, so the library loads into any
+// onnxruntime >= 1.21 (custom_op/abi_check.sh tests that).
+//
+// Each (execution provider, element type) pair is one OrtCustomOp named SmoothL1Loss; ORT
+// merges them into one schema and picks the kernel by type. The ops build on the lite
+// custom-op API's OrtLiteCustomOp base (names, types, versions), but create and compute
+// through the V2 entry points, so that
+//   * invalid attributes fail session creation with an OrtStatus naming the node, the
+//     attribute and the value (no C++ exception crosses the library boundary), and
+//   * Compute works on the raw OrtKernelContext: no per-call heap allocation of argument
+//     wrappers and no attribute parsing (attributes are read once, at kernel creation).
+//
+// CUDA (compiled with -DUSE_CUDA): cuda/smooth_l1_cuda_ops.h defines CudaKernel<T> (same
+// shape as CpuKernel: NodeConfig read once by ReadNodeConfig, MakeOutputPlan per Run) and is
+// included inside this file's namespace; AllOps() adds SmoothL1Op<CudaKernel<T>, T> for the
+// four dtypes. Everything else (schema, registration) is shared.
+#define ORT_API_MANUAL_INIT
+#include "onnxruntime_cxx_api.h"
+#undef ORT_API_MANUAL_INIT
+#include "onnxruntime_lite_custom_op.h"
+
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "cpu/smooth_l1_cpu.h"
+#include "smooth_l1_common.h"
+#ifdef USE_CUDA
+#include "cuda/smooth_l1_cuda.h"
+#include "cuda/smooth_l1_cuda_plan.h"
+#endif
+
+namespace onnx_smoothl1 {
+namespace {
+
+constexpr const char* kCpuEp = "CPUExecutionProvider";
+
+// ---------------------------------------------------------------------------------------
+// Shared by all kernels (CPU and CUDA): node name + validated attributes.
+
+struct NodeConfig {
+  std::string node_name;
+  Attrs attrs;
+};
+
+std::string FloatToString(float v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(v));
+  return buf;
+}
+
+std::string NodeLabel(const std::string& node_name) {
+  return std::string(kOpType) + " node '" + (node_name.empty() ? "<unnamed>" : node_name) + "'";
+}
+
+// Read and validate the attributes once. Returns a non-null OrtStatus on error; the message
+// names the node, the attribute and the offending value.
+OrtStatus* ReadNodeConfig(const OrtApi* api, const OrtKernelInfo* info, NodeConfig* cfg) {
+  size_t size = 0;
+  if (OrtStatus* st = api->KernelInfo_GetNodeName(info, nullptr, &size)) {
+    api->ReleaseStatus(st);
+  } else if (size > 0) {
+    std::string name(size, '\0');
+    if (OrtStatus* st2 = api->KernelInfo_GetNodeName(info, name.data(), &size)) {
+      api->ReleaseStatus(st2);
+    } else {
+      name.resize(std::strlen(name.c_str()));
+      cfg->node_name = std::move(name);
+    }
+  }
+  const std::string label = NodeLabel(cfg->node_name);
+
+  // beta: FLOAT attribute, default 1.0 when absent.
+  float beta = 1.0f;
+  if (OrtStatus* st = api->KernelInfoGetAttribute_float(info, "beta", &beta)) {
+    api->ReleaseStatus(st);  // absent (or not a float): keep the default
+    beta = 1.0f;
+  }
+  const std::string beta_error = CheckBeta(beta);
+  if (!beta_error.empty()) {
+    return api->CreateStatus(ORT_INVALID_ARGUMENT,
+                             (label + ": invalid attribute beta=" + FloatToString(beta) +
+                              " (must be a float >= 0; 0 means L1)")
+                                 .c_str());
+  }
+  cfg->attrs.beta = beta;
+
+  // reduction: STRING attribute, default 'mean' when absent.
+  std::string reduction = "mean";
+  size = 0;
+  if (OrtStatus* st = api->KernelInfoGetAttribute_string(info, "reduction", nullptr, &size)) {
+    api->ReleaseStatus(st);
+  } else {
+    std::string value(size, '\0');
+    if (OrtStatus* st2 = api->KernelInfoGetAttribute_string(info, "reduction", value.data(), &size)) {
+      api->ReleaseStatus(st2);
+    } else {
+      value.resize(std::strlen(value.c_str()));
+      reduction = std::move(value);
+    }
+  }
+  std::string why;
+  if (!ParseReduction(reduction, &cfg->attrs.reduction, &why)) {
+    return api->CreateStatus(
+        ORT_INVALID_ARGUMENT,
+        (label + ": invalid attribute reduction='" + reduction + "' (" + why + ")").c_str());
+  }
+  return nullptr;
+}
+
+// Shape of input ``index`` into ``dims`` (at most kMaxRank); error status otherwise.
+OrtStatus* InputShape(const OrtApi* api, const OrtValue* value, const std::string& node_name,
+                      const char* which, int64_t* dims, int* rank) {
+  OrtTensorTypeAndShapeInfo* info = nullptr;
+  if (OrtStatus* st = api->GetTensorTypeAndShape(value, &info)) return st;
+  size_t n = 0;
+  OrtStatus* st = api->GetDimensionsCount(info, &n);
+  if (!st && n > static_cast<size_t>(kMaxRank)) {
+    st = api->CreateStatus(ORT_INVALID_ARGUMENT,
+                           (NodeLabel(node_name) + ": " + which + " has rank " +
+                            std::to_string(n) + ", more than the supported " +
+                            std::to_string(kMaxRank))
+                               .c_str());
+  }
+  if (!st) st = api->GetDimensions(info, dims, n);
+  api->ReleaseTensorTypeAndShapeInfo(info);
+  *rank = static_cast<int>(n);
+  return st;
+}
+
+// Broadcast plan for the two inputs; a Run error naming the node and both shapes otherwise.
+OrtStatus* MakeOutputPlan(const OrtApi* api, OrtKernelContext* ctx, const NodeConfig& cfg,
+                          const OrtValue** x, const OrtValue** y, BroadcastPlan* plan) {
+  if (OrtStatus* st = api->KernelContext_GetInput(ctx, 0, x)) return st;
+  if (OrtStatus* st = api->KernelContext_GetInput(ctx, 1, y)) return st;
+  int64_t xd[kMaxRank], yd[kMaxRank];
+  int xr = 0, yr = 0;
+  if (OrtStatus* st = InputShape(api, *x, cfg.node_name, "input", xd, &xr)) return st;
+  if (OrtStatus* st = InputShape(api, *y, cfg.node_name, "target", yd, &yr)) return st;
+  std::string why;
+  if (!MakeBroadcastPlan(xd, xr, yd, yr, plan, &why)) {
+    return api->CreateStatus(ORT_INVALID_ARGUMENT,
+                             (NodeLabel(cfg.node_name) + ": input shape " + ShapeToString(xd, xr) +
+                              " and target shape " + ShapeToString(yd, yr) +
+                              " cannot be broadcast together (numpy rules)")
+                                 .c_str());
+  }
+  return nullptr;
+}
+
+#ifdef USE_CUDA
+// CudaKernel<T>: same NodeConfig / MakeOutputPlan, enqueues on ORT's compute stream.
+#include "cuda/smooth_l1_cuda_ops.h"
+#endif
+
+// ---------------------------------------------------------------------------------------
+// CPU kernel.
+
+template <typename T>
+struct CpuTypes;
+template <>
+struct CpuTypes<float> { using Kernel = float; };
+template <>
+struct CpuTypes<double> { using Kernel = double; };
+template <>
+struct CpuTypes<Ort::Float16_t> { using Kernel = cpu::Half; };
+template <>
+struct CpuTypes<Ort::BFloat16_t> { using Kernel = cpu::BFloat16; };
+
+void OrtParallelRun(void* ctx, void (*fn)(void*, size_t), size_t total, void* data) {
+  const OrtApi& api = Ort::GetApi();
+  if (OrtStatus* st = api.KernelContext_ParallelFor(static_cast<OrtKernelContext*>(ctx), fn,
+                                                    total, 0, data)) {
+    api.ReleaseStatus(st);  // no pool available: run serially (same result, by design)
+    for (size_t i = 0; i < total; ++i) fn(data, i);
+  }
+}
+
+template <typename T>  // T: the ORT element type (float, double, Ort::Float16_t, Ort::BFloat16_t)
+struct CpuKernel {
+  using K = typename CpuTypes<T>::Kernel;
+  static_assert(sizeof(K) == sizeof(T), "storage type must match ORT's");
+  static constexpr const char* kEp = kCpuEp;
+
+  NodeConfig cfg;
+
+  OrtStatus* Compute(const OrtApi* api, OrtKernelContext* ctx) const {
+    const OrtValue* xv = nullptr;
+    const OrtValue* yv = nullptr;
+    BroadcastPlan plan;
+    if (OrtStatus* st = MakeOutputPlan(api, ctx, cfg, &xv, &yv, &plan)) return st;
+    OrtValue* ov = nullptr;
+    const bool none = cfg.attrs.reduction == Reduction::kNone;
+    if (OrtStatus* st = api->KernelContext_GetOutput(ctx, 0, none ? plan.out_dims : nullptr,
+                                                     none ? plan.out_rank : 0, &ov)) {
+      return st;
+    }
+    void* xp = nullptr;
+    void* yp = nullptr;
+    void* op = nullptr;
+    if (OrtStatus* st = api->GetTensorMutableData(const_cast<OrtValue*>(xv), &xp)) return st;
+    if (OrtStatus* st = api->GetTensorMutableData(const_cast<OrtValue*>(yv), &yp)) return st;
+    if (OrtStatus* st = api->GetTensorMutableData(ov, &op)) return st;
+    cpu::Parallel par;
+    par.run = &OrtParallelRun;
+    par.ctx = ctx;
+    if (!cpu::SmoothL1Forward(static_cast<const K*>(xp), static_cast<const K*>(yp),
+                              static_cast<K*>(op), plan, cfg.attrs, par)) {
+      return api->CreateStatus(ORT_FAIL, (NodeLabel(cfg.node_name) +
+                                          ": out of memory for the reduction scratch")
+                                             .c_str());
+    }
+    return nullptr;
+  }
+};
+
+// ---------------------------------------------------------------------------------------
+// The OrtCustomOp: one per (kernel, element type). Kernel provides cfg, kEp and Compute.
+
+template <typename T>
+constexpr ONNXTensorElementDataType ElementType();
+template <>
+constexpr ONNXTensorElementDataType ElementType<float>() { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+template <>
+constexpr ONNXTensorElementDataType ElementType<double>() { return ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE; }
+template <>
+constexpr ONNXTensorElementDataType ElementType<Ort::Float16_t>() { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16; }
+template <>
+constexpr ONNXTensorElementDataType ElementType<Ort::BFloat16_t>() { return ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16; }
+
+template <typename Kernel, typename T>
+struct SmoothL1Op : Ort::Custom::OrtLiteCustomOp {
+  SmoothL1Op() : OrtLiteCustomOp(kOpType, Kernel::kEp, {}, 1) {
+    input_types_ = {ElementType<T>(), ElementType<T>()};
+    output_types_ = {ElementType<T>()};
+    OrtCustomOp::GetInputCharacteristic = [](const OrtCustomOp*, size_t) {
+      return INPUT_OUTPUT_REQUIRED;
+    };
+    OrtCustomOp::GetOutputCharacteristic = [](const OrtCustomOp*, size_t) {
+      return INPUT_OUTPUT_REQUIRED;
+    };
+    OrtCustomOp::CreateKernelV2 = [](const OrtCustomOp*, const OrtApi* api,
+                                     const OrtKernelInfo* info, void** kernel) -> OrtStatusPtr {
+      *kernel = nullptr;
+      try {
+        auto k = std::make_unique<Kernel>();
+        if (OrtStatus* st = ReadNodeConfig(api, info, &k->cfg)) return st;
+        *kernel = k.release();
+        return nullptr;
+      } catch (const std::exception& e) {
+        return api->CreateStatus(ORT_FAIL, e.what());
+      }
+    };
+    // Only used by an ORT that ignores CreateKernelV2 (none we support); throws on error.
+    OrtCustomOp::CreateKernel = [](const OrtCustomOp*, const OrtApi* api,
+                                   const OrtKernelInfo* info) -> void* {
+      auto k = std::make_unique<Kernel>();
+      Ort::ThrowOnError(ReadNodeConfig(api, info, &k->cfg));
+      return k.release();
+    };
+    OrtCustomOp::KernelComputeV2 = [](void* kernel, OrtKernelContext* ctx) -> OrtStatusPtr {
+      const OrtApi* api = &Ort::GetApi();
+      try {
+        return static_cast<const Kernel*>(kernel)->Compute(api, ctx);
+      } catch (const std::exception& e) {
+        return api->CreateStatus(ORT_FAIL, e.what());
+      }
+    };
+    OrtCustomOp::KernelCompute = [](void* kernel, OrtKernelContext* ctx) {
+      Ort::ThrowOnError(static_cast<const Kernel*>(kernel)->Compute(&Ort::GetApi(), ctx));
+    };
+    OrtCustomOp::KernelDestroy = [](void* kernel) { delete static_cast<Kernel*>(kernel); };
+  }
+};
+
+// All ops of the library, created once and never destroyed (sessions may outlive any
+// static destruction order).
+const std::vector<OrtCustomOp*>& AllOps() {
+  static const std::vector<OrtCustomOp*>* ops = [] {
+    auto* v = new std::vector<OrtCustomOp*>{
+        new SmoothL1Op<CpuKernel<float>, float>(),
+        new SmoothL1Op<CpuKernel<double>, double>(),
+        new SmoothL1Op<CpuKernel<Ort::Float16_t>, Ort::Float16_t>(),
+        new SmoothL1Op<CpuKernel<Ort::BFloat16_t>, Ort::BFloat16_t>(),
+    };
+#ifdef USE_CUDA
+    v->push_back(new SmoothL1Op<CudaKernel<float>, float>());
+    v->push_back(new SmoothL1Op<CudaKernel<double>, double>());
+    v->push_back(new SmoothL1Op<CudaKernel<Ort::Float16_t>, Ort::Float16_t>());
+    v->push_back(new SmoothL1Op<CudaKernel<Ort::BFloat16_t>, Ort::BFloat16_t>());
+#endif
+    return v;
+  }();
+  return *ops;
+}
+
+std::mutex g_domains_mutex;
+std::vector<OrtCustomOpDomain*>& Domains() {  // kept alive for the process lifetime
+  static auto* domains = new std::vector<OrtCustomOpDomain*>();
+  return *domains;
+}
+
+}  // namespace
+}  // namespace onnx_smoothl1
+
+// The library's only exported symbol (everything else is hidden: -fvisibility=hidden).
+extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options,
+                                                              const OrtApiBase* api_base) {
+  const OrtApi* api = api_base->GetApi(ORT_API_VERSION);
+  if (api == nullptr) {
+    // onnxruntime older than the headers: report it through the oldest API table.
+    const OrtApi* old = api_base->GetApi(1);
+    std::string msg = std::string("onnx_smoothl1 custom ops need onnxruntime >= 1.21 (ORT API ") +
+                      std::to_string(ORT_API_VERSION) + "); this is onnxruntime " +
+                      api_base->GetVersionString();
+    return old ? old->CreateStatus(ORT_FAIL, msg.c_str()) : nullptr;
+  }
+  Ort::InitApi(api);
+  using namespace onnx_smoothl1;
+  OrtCustomOpDomain* domain = nullptr;
+  if (OrtStatus* st = api->CreateCustomOpDomain(kDomain, &domain)) return st;
+  for (OrtCustomOp* op : AllOps()) {
+    if (OrtStatus* st = api->CustomOpDomain_Add(domain, op)) {
+      api->ReleaseCustomOpDomain(domain);
+      return st;
+    }
+  }
+  if (OrtStatus* st = api->AddCustomOpDomain(options, domain)) {
+    api->ReleaseCustomOpDomain(domain);
+    return st;
+  }
+  std::lock_guard<std::mutex> lock(g_domains_mutex);
+  Domains().push_back(domain);
+  return nullptr;
+}
