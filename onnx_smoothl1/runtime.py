@@ -171,6 +171,7 @@ def check_nodes(model: onnx.ModelProto | None) -> None:
                 f"model imports domain {spec.DOMAIN!r} at version {o.version}; this package "
                 f"implements version {spec.DOMAIN_VERSION} only"
             )
+    _check_input_types(model)
     kinds = {"beta": onnx.AttributeProto.FLOAT, "reduction": onnx.AttributeProto.STRING}
     for node in _all_nodes(model):
         if (node.domain, node.op_type) != (spec.DOMAIN, spec.OP_TYPE):
@@ -188,6 +189,46 @@ def check_nodes(model: onnx.ModelProto | None) -> None:
             else:
                 value = attr.s.decode("utf-8", "replace")
                 spec.check_reduction(value, name=f"{where}: attribute reduction")
+
+
+def _elem_types(graph: onnx.GraphProto) -> dict[str, int]:
+    types = {t.name: t.data_type for t in graph.initializer}
+    for v in [*graph.input, *graph.output, *graph.value_info]:
+        if v.type.HasField("tensor_type") and v.type.tensor_type.elem_type:
+            types[v.name] = v.type.tensor_type.elem_type
+    return types
+
+
+def _type_name(elem: int) -> str:
+    try:
+        return onnx.TensorProto.DataType.Name(elem).lower()
+    except ValueError:
+        return f"element type {elem} (not an ONNX type)"
+
+
+def _check_input_types(model: onnx.ModelProto) -> None:
+    """SPEC: integer, bool (and string) tensors are an error. The function would cast them to
+    float64 and back and return truncated numbers, so main-graph SmoothL1Loss inputs of a known
+    type other than float16/bfloat16/float32/float64 are refused here."""
+    nodes = [n for n in model.graph.node if (n.domain, n.op_type) == (spec.DOMAIN, spec.OP_TYPE)]
+    if not nodes:
+        return
+    types = _elem_types(model.graph)
+    if any(i and i not in types for n in nodes for i in n.input):
+        try:  # intermediate tensors: let onnx infer their types (best effort)
+            types.update(_elem_types(onnx.shape_inference.infer_shapes(model).graph))
+        except Exception:
+            pass
+    allowed = set(spec.DTYPES.values())
+    for node in nodes:
+        for name in node.input:
+            elem = types.get(name)
+            if elem is not None and elem not in allowed:
+                raise ValueError(
+                    f"SmoothL1Loss node {node.name or '<unnamed>'!r}: input {name!r} is "
+                    f"{_type_name(elem)}; the loss takes "
+                    f"{', '.join(spec.DTYPES)} only"
+                )
 
 
 def profile_node_ops(
