@@ -1,0 +1,413 @@
+"""Export torch models whose losses become ``onnx_smoothl1::SmoothL1Loss`` nodes.
+
+``torch.onnx.export`` (torch 2.13) decomposes ``smooth_l1_loss`` / ``huber_loss`` into ~9
+standard ops under ``dynamo=True`` and fails on them under ``dynamo=False``. ``export`` maps
+the ATen ops to the custom node instead:
+
+* dynamo (default): ``custom_translation_table`` maps ``aten.smooth_l1_loss.default``,
+  ``aten.huber_loss.default`` and ``aten.l1_loss.default`` to onnxscript calls of the node.
+  The function body is attached *after* export: torch's optimizer and version converter
+  would otherwise inline or drop a model-local function.
+* legacy (``dynamo=False``): ``torch.onnx.register_custom_op_symbolic`` for the same three
+  ops, registered for the duration of the call only (any registration that existed before
+  is put back afterwards).
+
+Mapping decisions (README, "Exporting from PyTorch"):
+
+* ``beta == 0``: ``F.smooth_l1_loss`` itself calls ``l1_loss`` for beta 0, so the ATen graph
+  cannot tell ``SmoothL1Loss(beta=0)`` from ``nn.L1Loss``. Every ``l1_loss`` therefore
+  becomes ``SmoothL1Loss(beta=0)``, which SPEC defines as plain L1: same values, same NaN/inf
+  behaviour, the reduction kept. A plain ``nn.L1Loss`` in the same model exports correctly.
+* Huber(delta) = delta * SmoothL1(beta=delta): the node, then a ``Mul``. To keep one
+  rounding (SPEC: float16/bfloat16 within one rounding), inputs other than float64 are cast
+  to float64 around that pair and the product is cast back once.
+* ``beta`` / ``delta`` are ONNX FLOAT attributes, so they are rounded to float32 (SPEC).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Final, Literal
+
+import numpy as np
+import onnx
+from onnx import TensorProto
+
+from . import spec
+from .function import attach_function
+from .model import ir_version_for
+
+Mode = Literal["function", "custom_op", "inline"]
+MODES: Final = ("function", "custom_op", "inline")
+
+#: torch.onnx's own default opset (``torch.onnx._constants.ONNX_DEFAULT_OPSET`` = 20 in
+#: torch 2.13), used for both exporters so the same call gives the same opset either way.
+DEFAULT_OPSET: Final = 20
+
+#: ATen's reduction enum (``torch.nn._reduction``): 0 none, 1 mean, 2 sum.
+_REDUCTION_BY_ENUM: Final = {0: "none", 1: "mean", 2: "sum"}
+
+_FLOAT_TYPES: Final = {
+    TensorProto.FLOAT16: "float16",
+    TensorProto.BFLOAT16: "bfloat16",
+    TensorProto.FLOAT: "float32",
+    TensorProto.DOUBLE: "float64",
+}
+
+
+def _reduction_name(reduction: int) -> str:
+    try:
+        return _REDUCTION_BY_ENUM[int(reduction)]
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"unknown ATen reduction enum {reduction!r}") from None
+
+
+def _as_float32(value: float) -> float:
+    return float(np.float32(value))
+
+
+# --- dynamo: onnxscript translations --------------------------------------------------------
+
+
+def _onnxscript_node_op():
+    """The node as an onnxscript ``Op``, with a schema built locally (never registered).
+
+    onnxscript resolves ``Opset.Foo`` through ``onnx.defs``; registering a schema there would
+    be a process-wide side effect, so the Op gets an unregistered ``OpSchema`` instead.
+    """
+    from onnx.defs import OpSchema
+    from onnxscript import values
+
+    schema = OpSchema(
+        spec.OP_TYPE,
+        spec.DOMAIN,
+        spec.DOMAIN_VERSION,
+        inputs=[OpSchema.FormalParameter("input", "T"), OpSchema.FormalParameter("target", "T")],
+        outputs=[OpSchema.FormalParameter("loss", "T")],
+        type_constraints=[
+            ("T", [f"tensor({n})" for n in ("float16", "bfloat16", "float", "double")], "")
+        ],
+        attributes=[
+            OpSchema.Attribute("beta", OpSchema.AttrType.FLOAT, "beta >= 0"),
+            OpSchema.Attribute("reduction", OpSchema.AttrType.STRING, "none|mean|sum"),
+        ],
+    )
+    return values.Op(values.Opset(spec.DOMAIN, spec.DOMAIN_VERSION), spec.OP_TYPE, schema)
+
+
+def translation_table() -> dict[Callable, Callable]:
+    """``custom_translation_table`` entries for ``torch.onnx.export(..., dynamo=True)``."""
+    import torch
+    from onnxscript import ir
+    from onnxscript import opset18 as op
+
+    node = _onnxscript_node_op()
+    double = ir.DataType.DOUBLE
+
+    def smooth_l1_loss(self, target, reduction: int = 1, beta: float = 1.0):
+        return node(
+            self,
+            target,
+            beta=spec.check_beta(beta),
+            reduction=_reduction_name(reduction),
+        )
+
+    def l1_loss(self, target, reduction: int = 1):
+        return node(self, target, beta=0.0, reduction=_reduction_name(reduction))
+
+    def huber_loss(self, target, reduction: int = 1, delta: float = 1.0):
+        delta = spec.check_beta(delta, name="delta")
+        if delta <= 0:
+            raise ValueError(f"huber_loss delta must be > 0, got {delta}")
+        dtype = self.dtype
+        if dtype != double:
+            self, target = op.Cast(self, to=double), op.Cast(target, to=double)
+        loss = node(self, target, beta=delta, reduction=_reduction_name(reduction))
+        loss = op.Mul(loss, op.Constant(value=ir.tensor(np.float64(_as_float32(delta)))))
+        return loss if dtype == double else op.Cast(loss, to=dtype)
+
+    aten = torch.ops.aten
+    return {
+        aten.smooth_l1_loss.default: smooth_l1_loss,
+        aten.huber_loss.default: huber_loss,
+        aten.l1_loss.default: l1_loss,
+    }
+
+
+# --- legacy: TorchScript symbolics ------------------------------------------------------------
+
+
+def _legacy_symbolics() -> dict[str, Callable]:
+    import torch
+    from torch.onnx import symbolic_helper
+
+    def _node(g, x, y, beta: float, reduction: int, out_type):
+        red = _reduction_name(reduction)
+        out = g.op(
+            f"{spec.DOMAIN}::{spec.OP_TYPE}",
+            x,
+            y,
+            beta_f=spec.check_beta(beta),
+            reduction_s=red,
+        )
+        # The exporter cannot infer a custom node's type; declare it (scalar when reduced).
+        if out_type is not None:
+            out.setType(out_type if red == "none" else out_type.with_sizes([]))
+        return out
+
+    @symbolic_helper.parse_args("v", "v", "i", "f")
+    def smooth_l1_loss(g, x, y, reduction, beta):
+        return _node(g, x, y, beta, reduction, x.type())
+
+    @symbolic_helper.parse_args("v", "v", "i")
+    def l1_loss(g, x, y, reduction):
+        return _node(g, x, y, 0.0, reduction, x.type())
+
+    @symbolic_helper.parse_args("v", "v", "i", "f")
+    def huber_loss(g, x, y, reduction, delta):
+        if not delta > 0:
+            raise ValueError(f"huber_loss delta must be > 0, got {delta}")
+        from torch.onnx._internal.torchscript_exporter import _type_utils
+
+        onnx_type = _type_utils.JitScalarType.from_value(x).onnx_type()
+        as_double = onnx_type != TensorProto.DOUBLE
+        if as_double:
+            x = g.op("Cast", x, to_i=TensorProto.DOUBLE)
+            y = g.op("Cast", y, to_i=TensorProto.DOUBLE)
+        typ = x.type().with_dtype(torch.float64) if x.type().dim() is not None else None
+        loss = _node(g, x, y, delta, reduction, typ)
+        scale = g.op("Constant", value_t=torch.tensor(_as_float32(delta), dtype=torch.float64))
+        loss = g.op("Mul", loss, scale)
+        return g.op("Cast", loss, to_i=onnx_type) if as_double else loss
+
+    return {
+        "aten::smooth_l1_loss": smooth_l1_loss,
+        "aten::huber_loss": huber_loss,
+        "aten::l1_loss": l1_loss,
+    }
+
+
+@contextlib.contextmanager
+def legacy_symbolics(opset: int) -> Iterator[None]:
+    """Register the legacy exporter's symbolics for ``opset`` while the block runs.
+
+    Whatever was registered for those names at that opset before (say, a user's own
+    symbolic) is restored afterwards, so no global state changes.
+    """
+    import torch
+    from torch.onnx._internal.torchscript_exporter import registration
+
+    saved: dict[str, Callable | None] = {}
+    for name in _legacy_symbolics():
+        group = registration.registry.get_function_group(name)
+        funcs = getattr(group, "_functions", None)
+        previous = None
+        if funcs is not None and funcs.overridden(opset):
+            previous = funcs._overrides[opset]  # a custom symbolic someone registered
+        saved[name] = previous
+    try:
+        for name, fn in _legacy_symbolics().items():
+            torch.onnx.register_custom_op_symbolic(name, fn, opset)
+        yield
+    finally:
+        for name, previous in saved.items():
+            torch.onnx.unregister_custom_op_symbolic(name, opset)
+            if previous is not None:
+                torch.onnx.register_custom_op_symbolic(name, previous, opset)
+
+
+# --- export -----------------------------------------------------------------------------------
+
+
+def _forward_names(module: Any, count: int) -> list[str] | None:
+    try:
+        target = module.forward if hasattr(module, "forward") else module
+        params = [
+            p.name
+            for p in inspect.signature(target).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        return None
+    return params[:count] if len(params) >= count else None
+
+
+def _dim_name(dim: Any, fallback: str) -> str:
+    name = getattr(dim, "__name__", None)
+    if isinstance(dim, str):
+        return dim
+    return name if isinstance(name, str) and name else fallback
+
+
+def dynamic_axes_from_shapes(
+    dynamic_shapes: Mapping[str, Any] | Sequence[Any], names: Sequence[str]
+) -> dict[str, dict[int, str]]:
+    """Translate dynamo's ``dynamic_shapes`` into the legacy exporter's ``dynamic_axes``.
+
+    Accepts the per-input forms ``{axis: Dim | str}`` or ``[Dim | None, ...]``, given as a
+    tuple/list aligned with the positional inputs or a dict keyed by parameter name.
+    """
+    if isinstance(dynamic_shapes, Mapping):
+        items = [(str(k), v) for k, v in dynamic_shapes.items()]
+    else:
+        items = list(zip(names, dynamic_shapes))
+    axes: dict[str, dict[int, str]] = {}
+    for name, entry in items:
+        if entry is None:
+            continue
+        if isinstance(entry, Mapping):
+            pairs = [(int(a), d) for a, d in entry.items() if d is not None]
+        elif isinstance(entry, (list, tuple)):
+            pairs = [(a, d) for a, d in enumerate(entry) if d is not None]
+        else:
+            raise ValueError(f"dynamic_shapes[{name!r}]: expected a dict or list, got {entry!r}")
+        if pairs:
+            axes[name] = {a: _dim_name(d, f"{name}_dim{a}") for a, d in pairs}
+    return axes
+
+
+def _loss_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
+    for node in graph.node:
+        if (node.domain, node.op_type) == (spec.DOMAIN, spec.OP_TYPE):
+            yield node
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _loss_nodes(attr.g)
+            for sub in attr.graphs:
+                yield from _loss_nodes(sub)
+
+
+def count_loss_nodes(model: onnx.ModelProto) -> int:
+    """How many ``SmoothL1Loss`` nodes ``model``'s graphs hold (subgraphs included)."""
+    return sum(1 for _ in _loss_nodes(model.graph))
+
+
+def _default_opset(model: onnx.ModelProto) -> int:
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            return o.version
+    raise ValueError("model has no default-domain opset_import")
+
+
+def _node_dtype(model: onnx.ModelProto) -> str | None:
+    """The one element type of the model's loss nodes (needed for opset 13-14 only)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {
+        v.name: v.type.tensor_type.elem_type
+        for v in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]
+    }
+    found = {types.get(n.input[0]) for n in _loss_nodes(model.graph)}
+    if None in found or 0 in found or len(found) != 1 or not found <= set(_FLOAT_TYPES):
+        raise ValueError(
+            f"opset {_default_opset(model)} has no CastLike, so the function is specialised to "
+            "one element type, and this model's SmoothL1Loss nodes do not have exactly one "
+            "known float type; export with opset >= 15"
+        )
+    return _FLOAT_TYPES[found.pop()]
+
+
+def finish(model: onnx.ModelProto, mode: Mode = "function") -> onnx.ModelProto:
+    """Turn a model with SmoothL1Loss nodes into a ``mode`` model (in place); check it.
+
+    ``function``: attach the model-local function; ``custom_op``: the node only (domain
+    imported); ``inline``: attach, then inline to standard ops and drop the domain. The IR
+    version is set for the installed onnxruntime and ``check_model(full_check=True)`` runs.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}; got {mode!r}")
+    has_nodes = count_loss_nodes(model) > 0
+    if has_nodes and mode in ("function", "inline"):
+        dtype = _node_dtype(model) if _default_opset(model) < 15 else None
+        attach_function(model, dtype)
+    if has_nodes and not any(o.domain == spec.DOMAIN for o in model.opset_import):
+        model.opset_import.append(onnx.helper.make_opsetid(spec.DOMAIN, spec.DOMAIN_VERSION))
+    model.ir_version = ir_version_for(model)
+    if mode == "inline":
+        from .inline import inline
+
+        inline_model = inline(model)
+        model.CopyFrom(inline_model)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def export(
+    module: Any,
+    args: Any,
+    f: str | os.PathLike | None = None,
+    *,
+    mode: Mode = "function",
+    dynamo: bool = True,
+    opset: int | None = None,
+    dynamic_shapes: Mapping[str, Any] | Sequence[Any] | None = None,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> onnx.ModelProto:
+    """Export ``module`` with its SmoothL1/Huber/L1 losses as ``SmoothL1Loss`` nodes.
+
+    ``mode``: ``"function"`` (node + model-local function: runs with or without the custom
+    op), ``"custom_op"`` (node only: needs the compiled library or ``pyop``), ``"inline"``
+    (standard ops only, no custom domain). ``dynamo`` picks torch's exporter; ``opset``
+    defaults to torch.onnx's default (20). ``dynamic_shapes`` takes dynamo's form (for
+    ``dynamo=False`` it is translated to ``dynamic_axes``; passing ``dynamic_axes`` directly
+    works too). Other keyword arguments go to ``torch.onnx.export``. The model is returned
+    and, when ``f`` is given, saved there.
+    """
+    import torch
+
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}; got {mode!r}")
+    opset = DEFAULT_OPSET if opset is None else spec.check_opset(opset)
+    if not isinstance(args, tuple):
+        args = tuple(args) if isinstance(args, list) else (args,)
+    names = list(input_names) if input_names is not None else None
+
+    if dynamo:
+        table = translation_table()
+        table.update(kwargs.pop("custom_translation_table", None) or {})
+        kwargs.setdefault("verbose", False)
+        program = torch.onnx.export(
+            module,
+            args,
+            None,
+            dynamo=True,
+            opset_version=opset,
+            dynamic_shapes=dynamic_shapes,
+            input_names=names,
+            output_names=list(output_names) if output_names is not None else None,
+            custom_translation_table=table,
+            **kwargs,
+        )
+        model = program.model_proto
+    else:
+        if names is None:
+            names = _forward_names(module, len(args))
+        if dynamic_shapes is not None:
+            if "dynamic_axes" in kwargs:
+                raise ValueError("give dynamic_shapes or dynamic_axes, not both")
+            if names is None:
+                raise ValueError("dynamic_shapes with dynamo=False needs input_names")
+            kwargs["dynamic_axes"] = dynamic_axes_from_shapes(dynamic_shapes, names)
+        buffer = io.BytesIO()
+        with legacy_symbolics(opset):
+            torch.onnx.export(
+                module,
+                args,
+                buffer,
+                dynamo=False,
+                opset_version=opset,
+                input_names=names,
+                output_names=list(output_names) if output_names is not None else None,
+                **kwargs,
+            )
+        model = onnx.load_from_string(buffer.getvalue())
+
+    finish(model, mode)
+    if f is not None:
+        onnx.save(model, os.fspath(f))
+    return model

@@ -1,0 +1,333 @@
+"""Fuse the standard-op decompositions of smooth_l1 / huber / L1 into SmoothL1Loss nodes.
+
+``torch.onnx.export(..., dynamo=True)`` (torch 2.13) writes ``F.smooth_l1_loss`` as about
+nine standard ops. ``fuse`` finds those subgraphs with onnxscript's pattern rewriter
+(``RewriteRule`` / ``RewriteRuleSet``, commuted for ``Mul``) and replaces each with one
+``onnx_smoothl1::SmoothL1Loss`` node plus the model-local function, so the result runs in
+every runtime that runs the original and uses the fused kernel where it is registered.
+
+Recognised element-wise cores, with ``d = Abs(Sub(x, y))`` (``x``/``y`` may come from any
+producer, so ``Cast``/``Expand`` around the loss are kept as they are):
+
+* smooth_l1: ``Where(Less(d, b), Div(Mul(Pow(d, 2), 0.5), b), Sub(d, 0.5*b))``, or without
+  the ``Div`` when torch's optimizer removed a division by ``b == 1``;
+* huber: ``Where(Less(d, δ), Mul(Mul(d, 0.5), d), Mul(Sub(d, 0.5*δ), δ))``, or without the
+  outer ``Mul`` when ``δ == 1``; replaced by ``δ * SmoothL1(beta=δ)`` (computed in float64);
+* L1 (torch's beta == 0 path): ``d``, or ``Cast(Abs(Cast(Sub(x, y))))`` as torch writes it
+  for float16 - see ``l1`` below.
+
+Each core is matched with every reduction torch emits: ``Squeeze(ReduceMean(·))``,
+``ReduceMean(·, keepdims=0)``, ``ReduceSum(·, keepdims=0)``, ``Squeeze(ReduceSum(·))``,
+reducing over all axes, and none. Constants must be scalars with the values above; a beta
+that float32 cannot hold exactly (the node stores a FLOAT attribute) is left unfused, so
+fused outputs match the original within SPEC tolerance.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from typing import Literal, NamedTuple
+
+import numpy as np
+import onnx
+
+from . import spec
+
+L1Mode = Literal["reduced", "all", "off"]
+_FLOATS = ("FLOAT16", "BFLOAT16", "FLOAT", "DOUBLE")
+
+
+class FuseResult(NamedTuple):
+    """What ``fuse`` returns: the fused model and how many losses it replaced.
+
+    A ``NamedTuple``, so ``model, count = fuse(m)`` works as well as ``fuse(m).model``.
+    """
+
+    model: onnx.ModelProto
+    count: int
+
+
+# --- constants ---------------------------------------------------------------------------
+
+
+def _scalar(value) -> float | None:
+    """The float of a scalar (one-element) constant, or None if ``value`` is not one."""
+    from onnxscript import ir
+
+    if value is None or value.is_graph_input():
+        return None
+    producer = value.producer()
+    if producer is not None and producer.op_type in ("Cast", "Identity") and producer.domain == "":
+        # torch without its optimizer writes Cast(Constant) for float64 constants.
+        inner = _scalar(producer.inputs[0])
+        if inner is None or value.dtype is None or value.dtype.name not in _FLOATS:
+            return None
+        return float(np.asarray(inner, dtype=value.dtype.numpy()).reshape(()))
+    tensor = ir.convenience.get_const_tensor(value)
+    if tensor is None:
+        return None
+    try:
+        array = tensor.numpy()
+    except Exception:  # external data that is not at hand
+        return None
+    if array.size != 1 or array.dtype.kind != "f":
+        return None
+    return float(array.reshape(()))
+
+
+def _near(a: float | None, b: float) -> bool:
+    return a is not None and math.isclose(a, b, rel_tol=1e-6, abs_tol=0.0)
+
+
+def _exact_f32(beta: float) -> bool:
+    return float(np.float32(beta)) == beta
+
+
+# --- element-wise cores: (pattern builder, parameter check) ---------------------------------
+# Each check returns (beta, scale) for the replacement - loss = scale * SmoothL1(beta) - or
+# None when the constants do not fit. scale is None for "no Mul".
+
+
+def _d(op, x, y):
+    return op.Abs(op.Sub(x, y))
+
+
+def _sl1_div(op, x, y, b1, two, half, b2, hb):
+    d = _d(op, x, y)
+    return op.Where(op.Less(d, b1), op.Div(op.Mul(op.Pow(d, two), half), b2), op.Sub(d, hb))
+
+
+def _check_sl1_div(b1, two, half, b2, hb, **_):
+    beta = _scalar(b1)
+    if beta is None or beta <= 0 or _scalar(b2) != beta:
+        return None
+    if not (_near(_scalar(two), 2.0) and _near(_scalar(half), 0.5) and _near(_scalar(hb), beta / 2)):
+        return None
+    return beta, None
+
+
+def _sl1_nodiv(op, x, y, b1, two, half, hb):
+    d = _d(op, x, y)
+    return op.Where(op.Less(d, b1), op.Mul(op.Pow(d, two), half), op.Sub(d, hb))
+
+
+def _check_sl1_nodiv(b1, two, half, hb, **_):
+    if _scalar(b1) != 1.0:  # 0.5 * d**2 without a division is smooth_l1 only for beta 1
+        return None
+    if not (_near(_scalar(two), 2.0) and _near(_scalar(half), 0.5) and _near(_scalar(hb), 0.5)):
+        return None
+    return 1.0, None
+
+
+def _huber_mul(op, x, y, d1, half, hd, d2):
+    d = _d(op, x, y)
+    return op.Where(op.Less(d, d1), op.Mul(op.Mul(d, half), d), op.Mul(op.Sub(d, hd), d2))
+
+
+def _check_huber_mul(d1, half, hd, d2, **_):
+    delta = _scalar(d1)
+    if delta is None or delta <= 0 or _scalar(d2) != delta:
+        return None
+    if not (_near(_scalar(half), 0.5) and _near(_scalar(hd), delta / 2)):
+        return None
+    return delta, (None if delta == 1.0 else delta)
+
+
+def _huber_nomul(op, x, y, d1, half, hd):
+    d = _d(op, x, y)
+    return op.Where(op.Less(d, d1), op.Mul(op.Mul(d, half), d), op.Sub(d, hd))
+
+
+def _check_huber_nomul(d1, half, hd, **_):
+    if _scalar(d1) != 1.0 or not (_near(_scalar(half), 0.5) and _near(_scalar(hd), 0.5)):
+        return None
+    return 1.0, None  # huber with delta 1 is smooth_l1 with beta 1
+
+
+def _l1(op, x, y):
+    return _d(op, x, y)
+
+
+def _check_l1(**_):
+    return 0.0, None
+
+
+def _l1_cast(op, x, y):
+    return op.Cast(op.Abs(op.Cast(op.Sub(x, y), _outputs=["up"])), _outputs=["down"])
+
+
+def _check_l1_cast(x, up, down, **_):
+    # torch's float16 L1: Sub in float16, Abs in float32, cast back. Exact either way.
+    if x.dtype is None or down.dtype != x.dtype or up.dtype is None:
+        return None
+    if up.dtype.name not in _FLOATS or up.dtype.itemsize < x.dtype.itemsize:
+        return None
+    return 0.0, None
+
+
+_CORES: dict[str, tuple[Callable, Callable]] = {
+    "smooth_l1": (_sl1_div, _check_sl1_div),
+    "smooth_l1_beta1": (_sl1_nodiv, _check_sl1_nodiv),
+    "huber": (_huber_mul, _check_huber_mul),
+    "huber_delta1": (_huber_nomul, _check_huber_nomul),
+    "l1": (_l1, _check_l1),
+    "l1_cast": (_l1_cast, _check_l1_cast),
+}
+
+# --- reductions around a core -------------------------------------------------------------
+
+
+def _mean_squeeze(op, v):
+    return op.Squeeze(op.ReduceMean(v, _allow_other_attributes=True))
+
+
+def _mean(op, v):
+    return op.ReduceMean(v, _allow_other_attributes=True)
+
+
+def _sum(op, v):
+    return op.ReduceSum(v, _allow_other_attributes=True)
+
+
+def _sum_squeeze(op, v):
+    return op.Squeeze(op.ReduceSum(v, _allow_other_attributes=True))
+
+
+def _none(op, v):
+    return v
+
+
+#: name -> (wrapper, reduction, keepdims the Reduce node must have)
+_REDUCTIONS: dict[str, tuple[Callable, str, int | None]] = {
+    "mean_squeeze": (_mean_squeeze, "mean", 1),
+    "mean": (_mean, "mean", 0),
+    "sum": (_sum, "sum", 0),
+    "sum_squeeze": (_sum_squeeze, "sum", 1),
+    "none": (_none, "none", None),
+}
+
+
+def _reduction_nodes_ok(nodes, keepdims: int | None) -> bool:
+    """Reduce over all axes (no axes input/attribute), with the expected keepdims."""
+    for node in nodes:
+        if node.op_type in ("ReduceMean", "ReduceSum"):
+            attrs = node.attributes
+            if len(node.inputs) != 1 or "axes" in attrs:
+                return False
+            if attrs.get_int("noop_with_empty_axes", 0) != 0:
+                return False
+            if attrs.get_int("keepdims", 1) != keepdims:
+                return False
+        elif node.op_type == "Squeeze" and node.domain == "" and len(node.inputs) != 1:
+            return False
+    return True
+
+
+def _dtypes_ok(x, y) -> bool:
+    if x.dtype is None or y.dtype is None or x.dtype != y.dtype:
+        return False
+    return x.dtype.name in _FLOATS
+
+
+def _make_rule(core_name: str, red_name: str):
+    from onnxscript.rewriter import pattern
+
+    core, check_params = _CORES[core_name]
+    wrap, reduction, keepdims = _REDUCTIONS[red_name]
+
+    def target(op, *args):
+        return wrap(op, core(op, *args))
+
+    target.__signature__ = inspect.signature(core)  # pattern variables = core's parameters
+
+    def params(bindings):
+        got = check_params(**bindings)
+        if got is None:
+            return None
+        beta, scale = got
+        # The node stores beta as a FLOAT attribute; a beta float32 cannot hold would change
+        # the values, so such a loss is left as it is.
+        if not _exact_f32(beta) or (scale is not None and not _exact_f32(scale)):
+            return None
+        return got
+
+    def condition(context, x, y, **bindings):
+        if not _dtypes_ok(x, y) or not _reduction_nodes_ok(context.nodes, keepdims):
+            return False
+        return params({"x": x, "y": y, **bindings}) is not None
+
+    def replacement(op, x, y, **bindings):
+        from onnxscript import ir
+
+        beta, scale = params({"x": x, "y": y, **bindings})
+        kw = {"beta": float(beta), "reduction": reduction, "_domain": spec.DOMAIN}
+        if scale is None:
+            return op.SmoothL1Loss(x, y, **kw)
+        # huber: delta * SmoothL1(beta=delta), in float64 so the result is rounded once.
+        dtype = x.dtype
+        double = ir.DataType.DOUBLE
+        if dtype != double:
+            x, y = op.Cast(x, to=double), op.Cast(y, to=double)
+        loss = op.SmoothL1Loss(x, y, **kw)
+        loss = op.Mul(loss, op.Constant(value=ir.tensor(np.float64(scale))))
+        return loss if dtype == double else op.Cast(loss, to=dtype)
+
+    return pattern.RewriteRule(
+        target, replacement, condition, name=f"fuse_{core_name}_{red_name}"
+    )
+
+
+def _rule_sets(l1: L1Mode):
+    """Passes: losses with a reduction first, then the element-wise ('none') ones, bare L1 last.
+
+    The rewriter visits nodes in graph order, so a single pass would fuse the ``Where`` as
+    'none' before it ever saw the ``ReduceMean`` that follows it (and ``Abs(Sub)`` as L1
+    before the smooth_l1 ``Where`` built on it).
+    """
+    from onnxscript.rewriter import pattern
+
+    cores = [c for c in _CORES if not c.startswith("l1") or l1 != "off"]
+    reduced = [_make_rule(c, r) for c in cores for r in _REDUCTIONS if r != "none"]
+    sets = [reduced, [_make_rule(c, "none") for c in cores if not c.startswith("l1")]]
+    if l1 == "all":
+        # Last: |x - y| is also the first step of the smooth_l1 / huber cores.
+        sets.append([_make_rule(c, "none") for c in cores if c.startswith("l1")])
+    return [pattern.RewriteRuleSet(rules, commute=True) for rules in sets]
+
+
+def fuse(model: onnx.ModelProto, *, l1: L1Mode = "reduced") -> FuseResult:
+    """Replace torch.onnx's smooth_l1 / huber / L1 decompositions by SmoothL1Loss nodes.
+
+    Returns ``FuseResult(model, count)``: a new model (the argument is not modified) with
+    the node(s) plus the model-local function, and how many losses were fused.
+
+    ``l1`` controls the beta-0 (plain L1) case, whose pattern ``|x - y|`` also occurs in
+    models that are not computing a loss: ``"reduced"`` (default) fuses it only when a full
+    mean/sum reduction follows (unmistakably ``l1_loss``), ``"all"`` also fuses a bare
+    ``Abs(Sub(x, y))`` (bit-identical results: the node computes in float64 and rounds
+    once, as the original Sub does), ``"off"`` never fuses L1.
+    """
+    from onnx_ir.passes.common import RemoveUnusedNodesPass, RemoveUnusedOpsetsPass
+    from onnxscript import ir
+
+    from .exporter import finish
+
+    if not isinstance(model, onnx.ModelProto):
+        raise ValueError(f"model must be an onnx.ModelProto; got {type(model).__name__}")
+    if l1 not in ("reduced", "all", "off"):
+        raise ValueError(f"l1 must be 'reduced', 'all' or 'off'; got {l1!r}")
+    ir_model = ir.serde.deserialize_model(model)
+    count = 0
+    for rules in _rule_sets(l1):
+        count += rules.apply_to_model(ir_model)
+    if count == 0:
+        out = onnx.ModelProto()
+        out.CopyFrom(model)
+        return FuseResult(out, 0)
+    RemoveUnusedNodesPass()(ir_model)
+    RemoveUnusedOpsetsPass()(ir_model)
+    out = ir.serde.serialize_model(ir_model)
+    finish(out, "function")
+    return FuseResult(out, count)
