@@ -1,0 +1,260 @@
+"""Property tests (hypothesis): every available CPU path agrees with PyTorch.
+
+Paths: onnxruntime running the model-local function, onnx.reference on the same model, the
+fused C++ kernel (when the library is built) and the onnxruntime-extensions Python op (when
+``onnx_smoothl1.pyop`` and onnxruntime-extensions are installed, for the dtypes it supports).
+A path that is not available skips with the reason; none passes without running.
+
+Inputs: shapes of rank 0-5 with sizes 0..4 (broadcastable pairs, numpy rules), float16,
+bfloat16, float32 and float64, beta in {0, float32 subnormals, 1e-30, 1e30, ...} or random,
+each reduction, and values mixing NaN, +-inf, +-0, the dtype's largest/smallest magnitudes,
+values straddling beta, and random magnitudes.
+
+The oracle is ``onnx_smoothl1.oracle``: PyTorch in float64 and SPEC's tolerances (float32
+reductions: no worse than PyTorch's own float32 result).
+
+Bounded in CI (hypothesis profile "ci", see conftest.py). The thorough run (>= 10,000
+examples per test)::
+
+    pytest tests/test_property.py --hypothesis-profile=thorough
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import importlib.util
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+from hypothesis import assume, given, note
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from onnx.reference import ReferenceEvaluator
+
+import onnx_smoothl1 as sl1
+from onnx_smoothl1 import oracle, runtime
+
+DTYPES = ["float16", "bfloat16", "float32", "float64"]
+
+# --- which paths exist here --------------------------------------------------------------
+
+
+def _kernel_unavailable() -> str | None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if runtime.has_custom_op():
+            return None
+    return "fused kernel library not built: " + "; ".join(str(w.message) for w in caught)
+
+
+def _pyop_unavailable() -> str | None:
+    if importlib.util.find_spec("onnxruntime_extensions") is None:
+        return "onnxruntime-extensions is not installed"
+    if importlib.util.find_spec("onnx_smoothl1.pyop") is None:
+        return "onnx_smoothl1.pyop does not exist (yet)"
+    return None
+
+
+def pyop_dtypes() -> tuple[str, ...]:
+    """The dtypes the Python op accepts (it must refuse the others with a Python error)."""
+    from onnx_smoothl1 import pyop
+
+    for name in ("SUPPORTED_DTYPES", "DTYPES", "supported_dtypes"):
+        value = getattr(pyop, name, None)
+        if value is not None:
+            value = value() if callable(value) else value
+            return tuple(oracle.spec.check_dtype(d) if not isinstance(d, int) else
+                         next(k for k, v in sl1.spec.DTYPES.items() if v == d) for d in value)
+    return ("float32", "float64")
+
+
+UNAVAILABLE = {
+    "ort-function": None,
+    "onnx-reference": None,
+    "kernel": _kernel_unavailable(),
+    "python-op": _pyop_unavailable(),
+}
+PATHS = list(UNAVAILABLE)
+
+# --- running a model on one path ---------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=512)
+def model_bytes(beta: float, reduction: str, dtype: str) -> bytes:
+    return sl1.make_model(beta=beta, reduction=reduction, dtype=dtype).SerializeToString()
+
+
+class _SessionCache:
+    """Bounded LRU of sessions (random betas would otherwise pile up sessions)."""
+
+    def __init__(self, size: int = 64):
+        self.size, self.items = size, collections.OrderedDict()
+
+    def get(self, key, make):
+        if key in self.items:
+            self.items.move_to_end(key)
+            return self.items[key]
+        value = self.items[key] = make()
+        if len(self.items) > self.size:
+            self.items.popitem(last=False)
+        return value
+
+
+_SESSIONS = _SessionCache()
+_CUSTOM_OP = {"ort-function": False, "kernel": True, "python-op": "python"}
+
+
+def run_path(path: str, model: bytes, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    if path == "onnx-reference":
+        with np.errstate(all="ignore"):
+            evaluator = _SESSIONS.get(("ref", model), lambda: ReferenceEvaluator(onnx.load_from_string(model)))
+            return np.asarray(evaluator.run(None, {"input": x, "target": y})[0])
+    session = _SESSIONS.get(
+        (path, model), lambda: sl1.inference_session(model, custom_op=_CUSTOM_OP[path])
+    )
+    return runtime.run(session, {"input": x, "target": y})[0]
+
+
+# --- strategies --------------------------------------------------------------------------
+
+F32_SUBNORMALS = [float(np.float32(1e-45)), 1e-40, float(np.nextafter(np.float32(2.0**-126), np.float32(0)))]
+SPECIAL_BETAS = [0.0, *F32_SUBNORMALS, 1e-30, 1e30, 1.0, 0.5, float(np.finfo(np.float32).max)]
+
+betas = st.one_of(
+    st.sampled_from(SPECIAL_BETAS),
+    st.floats(min_value=0.0, max_value=1e6, allow_nan=False, allow_infinity=False, width=32),
+    st.floats(min_value=2.0**-126, max_value=2.0**126, allow_nan=False, allow_infinity=False, width=32),
+)
+
+
+def _finfo(dtype: str):
+    import ml_dtypes
+
+    npdt = oracle.NUMPY_DTYPES[dtype]
+    return ml_dtypes.finfo(npdt) if dtype == "bfloat16" else np.finfo(npdt)
+
+
+def special_values(dtype: str) -> list[float]:
+    fi = _finfo(dtype)
+    big, tiny, sub = float(fi.max), float(fi.tiny), float(fi.smallest_subnormal)
+    return [np.nan, np.inf, -np.inf, 0.0, -0.0, big, -big, tiny, -tiny, sub, -sub, 1.0, -1.0]
+
+
+def elements(dtype: str) -> st.SearchStrategy[float]:
+    return st.one_of(
+        st.sampled_from(special_values(dtype)),
+        st.floats(min_value=-4.0, max_value=4.0),
+        st.floats(allow_nan=False, allow_infinity=False),  # any float64 magnitude
+        st.floats(min_value=-1e-30, max_value=1e-30),
+    )
+
+
+@st.composite
+def cases(draw, dtype=None, beta=None):
+    """(x, y, beta, reduction, dtype) with broadcastable shapes of rank 0-5."""
+    dtype = dtype or draw(st.sampled_from(DTYPES))
+    beta = draw(betas) if beta is None else beta
+    reduction = draw(st.sampled_from(sl1.REDUCTIONS))
+    shapes = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=5, min_side=0, max_side=4))
+    sx, sy = shapes.input_shapes
+    npdt = oracle.NUMPY_DTYPES[dtype]
+    mode = draw(st.sampled_from(["independent", "near-beta"]))
+    if mode == "near-beta" and beta > 0:
+        # y constant, x = y + beta * factor: every |x - y| straddles beta (the switch).
+        c = draw(st.floats(min_value=-1e3, max_value=1e3))
+        factors = draw(hnp.arrays(np.float64, sx, elements=st.sampled_from(
+            [1.0, -1.0, 1 - 2.0**-10, 1 + 2.0**-10, 1 - 1e-7, 1 + 1e-7, 0.5, -2.0, 0.0])))
+        ys = np.full(sy, c)
+        with np.errstate(all="ignore"):
+            xs = c + oracle.as_beta(beta) * factors
+    else:
+        ys = draw(hnp.arrays(np.float64, sy, elements=elements(dtype)))
+        xs = draw(hnp.arrays(np.float64, sx, elements=elements(dtype)))
+    note(f"mode={mode}")
+    with np.errstate(all="ignore"):
+        x, y = np.asarray(xs).astype(npdt), np.asarray(ys).astype(npdt)
+    return x, y, beta, reduction, dtype
+
+
+def _note(text: str) -> None:
+    try:
+        note(text)
+    except Exception:  # outside a hypothesis test (plain regression tests)
+        pass
+
+
+def check(path: str, x, y, beta: float, reduction: str, dtype: str) -> None:
+    _note(f"path={path} dtype={dtype} beta={beta!r} reduction={reduction} x.shape={x.shape} y.shape={y.shape}")
+    _note(f"x={x!r}\ny={y!r}")
+    out = run_path(path, model_bytes(beta, reduction, dtype), x, y)
+    with np.errstate(all="ignore"):
+        ref = oracle.reference(x, y, beta=beta, reduction=reduction)
+        own = oracle.torch_same_dtype(x, y, beta=beta, reduction=reduction) if dtype == "float32" else None
+        verdict = oracle.compare(out, ref, dtype=dtype, reduction=reduction, torch_own=own)
+    assert verdict.ok, (
+        f"{path} {dtype} beta={beta!r} {reduction}: {verdict.detail}\nout={out!r}\nref={ref!r}\ntorch={own!r}"
+    )
+
+
+def _require(path: str, dtype: str | None = None) -> None:
+    if UNAVAILABLE[path]:
+        pytest.skip(f"{path}: {UNAVAILABLE[path]}")
+
+
+# --- the properties ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", PATHS)
+@given(case=cases())
+def test_path_agrees_with_torch(path, case):
+    """Random shapes/dtypes/betas/reductions/values: each path within SPEC of torch float64."""
+    _require(path)
+    x, y, beta, reduction, dtype = case
+    if path == "python-op" and dtype not in pyop_dtypes():
+        return  # refused dtypes: tested in test_hardening.py (subprocess, no abort)
+    check(path, x, y, beta, reduction, dtype)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("beta", SPECIAL_BETAS)
+@given(data=st.data())
+def test_special_betas(path, beta, data):
+    """The corner betas (0 = L1, float32 subnormals, 1e-30, 1e30, FLT_MAX) on every dtype."""
+    _require(path)
+    x, y, beta, reduction, dtype = data.draw(cases(beta=beta))
+    if path == "python-op" and dtype not in pyop_dtypes():
+        return
+    check(path, x, y, beta, reduction, dtype)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@given(data=st.data())
+def test_paths_agree_with_each_other_float64(path, data):
+    """float64 'none': every path gives the function path's values (NaN where it is NaN)."""
+    _require(path)
+    x, y, beta, _, _ = data.draw(cases(dtype="float64"))
+    if path == "python-op" and "float64" not in pyop_dtypes():
+        pytest.skip("python op does not take float64")
+    model = model_bytes(beta, "none", "float64")
+    out = run_path(path, model, x, y)
+    base = run_path("ort-function", model, x, y)
+    assert out.shape == base.shape and out.dtype == base.dtype
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(base))
+    fin = np.isfinite(base)
+    np.testing.assert_array_equal(out[~fin & ~np.isnan(base)], base[~fin & ~np.isnan(base)])
+    np.testing.assert_allclose(out[fin], base[fin], rtol=oracle.F64_RTOL, atol=0)
+
+
+def test_overflow_corner_is_float64_accurate():
+    """beta 1e30, |x-y| 1e20: torch float32 computes 0.5*d*d = inf; SPEC's oracle (float64)
+    says 5e9. The function path computes in float64 and matches the oracle."""
+    x = np.array([1e20, -1e20, 3e19], np.float32)
+    y = np.zeros(3, np.float32)
+    model = model_bytes(1e30, "none", "float32")
+    torch_own = oracle.torch_same_dtype(x, y, beta=1e30, reduction="none")
+    assert np.all(np.isinf(torch_own)), torch_own  # documents PyTorch's float32 overflow
+    for path in [p for p in PATHS if not UNAVAILABLE[p] and p != "python-op"]:
+        check(path, x, y, 1e30, "none", "float32")
