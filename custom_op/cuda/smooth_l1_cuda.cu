@@ -56,7 +56,7 @@ int fail(char* err, size_t err_len, const char* fmt, ...) {
 // Element arithmetic.
 
 struct Params {
-  double beta, half_beta, inv_beta;      // double compute
+  double beta, half_beta, half_over_beta;  // double compute
   float beta_f, half_beta_f, inv_beta_f;  // float compute
 };
 
@@ -104,18 +104,19 @@ __device__ __forceinline__ T from_compute(C v) {
   }
 }
 
-// SPEC's element loss. In double the quadratic branch is PyTorch's ((0.5*d)*d)/beta with
-// the division replaced by a multiplication with 1/beta (one extra rounding of 2^-53). In
-// float it is (0.5*d)*(d*(1/beta)): d*(1/beta) < ~1 there, so nothing overflows for inputs
-// whose square would (bfloat16 reaches 3e38); the launcher uses double where 1/beta is not
-// finite in float. NaN fails `d < beta` and propagates through d - 0.5*beta.
+// SPEC's element loss. In double the quadratic branch is d*d*(0.5/beta), the CPU kernel's
+// exact expression (so float32/float64 'none' match it bitwise; PyTorch's 0.5*d*d/beta
+// differs by ~1 ulp of double; with beta a float32 attribute, d < beta keeps d*d finite).
+// In float it is (0.5*d)*(d*(1/beta)): d*(1/beta) < ~1 there, so nothing overflows for
+// inputs whose square would (bfloat16 reaches 3e38); the launcher uses double where 1/beta
+// is not finite in float. NaN fails `d < beta` and propagates through d - 0.5*beta.
 template <typename C, bool L1>
 __device__ __forceinline__ C element_loss(C x, C y, const Params& p) {
   const C d = fabs(x - y);
   if constexpr (L1) {
     return d;
   } else if constexpr (std::is_same<C, double>::value) {
-    return d < p.beta ? (0.5 * d * d) * p.inv_beta : d - p.half_beta;
+    return d < p.beta ? d * d * p.half_over_beta : d - p.half_beta;
   } else {
     return d < p.beta_f ? (0.5f * d) * (d * p.inv_beta_f) : d - p.half_beta_f;
   }
@@ -509,7 +510,7 @@ int prepare(Launch& L, int dtype, int reduction, double beta, const void* x, con
   L.err_len = err_len;
   L.params.beta = beta;
   L.params.half_beta = 0.5 * beta;
-  L.params.inv_beta = beta > 0.0 ? 1.0 / beta : 0.0;  // 1/inf = 0: quadratic branch gives 0
+  L.params.half_over_beta = beta > 0.0 ? 0.5 / beta : 0.0;  // beta = inf: quadratic gives 0
   L.params.beta_f = static_cast<float>(beta);
   L.params.half_beta_f = 0.5f * L.params.beta_f;
   L.params.inv_beta_f = beta > 0.0 ? 1.0f / L.params.beta_f : 0.0f;
@@ -544,7 +545,7 @@ extern "C" int smooth_l1_cuda_tuned(int dtype, int reduction, double beta, const
                                     void* scratch, size_t scratch_bytes, void* stream,
                                     const SmoothL1CudaTuning* tuning, char* err,
                                     size_t err_len) {
-  Launch L;
+  Launch L{};
   if (smoothl1_cuda::prepare(L, dtype, reduction, beta, x, y, out, plan, scratch, scratch_bytes,
                              stream, tuning, err, err_len))
     return 1;
@@ -565,7 +566,7 @@ extern "C" int smooth_l1_cuda_grid_size(int dtype, int reduction, const SmoothL1
                                         int64_t* blocks, char* err, size_t err_len) {
   // Aligned dummy pointers: only the plan, dtype and reduction matter here.
   static double dummy[2];
-  Launch L;
+  Launch L{};
   if (smoothl1_cuda::prepare(L, dtype, reduction, 1.0, dummy, dummy, dummy, plan, dummy,
                              sizeof(dummy), nullptr, nullptr, err, err_len))
     return 1;
