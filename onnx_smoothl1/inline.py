@@ -27,12 +27,43 @@ def _domains_used(graph: onnx.GraphProto, into: set[str]) -> set[str]:
     return into
 
 
-def inline(model: onnx.ModelProto, *, check: bool = True) -> onnx.ModelProto:
+def _names_read(graph: onnx.GraphProto, into: set[str]) -> set[str]:
+    for node in graph.node:
+        into.update(node.input)
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                _names_read(attr.g, into)
+            for sub in attr.graphs:
+                _names_read(sub, into)
+    return into
+
+
+def _drop_unused_initializers(graph: onnx.GraphProto) -> None:
+    used = _names_read(graph, set()) | {o.name for o in graph.output}
+    kept = [t for t in graph.initializer if t.name in used]
+    if len(kept) != len(graph.initializer):
+        del graph.initializer[:]
+        graph.initializer.extend(kept)
+        names = {t.name for t in kept}
+        inputs = {i.name for i in graph.input}
+        vi = [v for v in graph.value_info if v.name in used or v.name in names or v.name in inputs]
+        del graph.value_info[:]
+        graph.value_info.extend(vi)
+
+
+def inline(model: onnx.ModelProto, *, fold: bool = True, check: bool = True) -> onnx.ModelProto:
     """A copy of ``model`` with every ``SmoothL1Loss`` node replaced by standard ops.
 
     A model without the function (``mode="custom_op"``) gets it attached first. The
-    ``onnx_smoothl1`` domain import and function are dropped once nothing uses them. With
-    ``check`` the result passes ``onnx.checker.check_model(full_check=True)``.
+    ``onnx_smoothl1`` domain import and function are dropped once nothing uses them.
+
+    ``fold`` (default) then runs onnxscript's optimizer (constant folding, no function
+    inlining): with each node's attributes now constants, the body's reduction probe
+    (``NegativeLogLikelihoodLoss`` + two ``If``) folds away and each loss becomes 11-15 plain
+    ops (Cast, Sub, Abs, Less, Mul, Div, Where, ReduceSum, ...), which runtimes with weak
+    ``If``/NLL support handle too. The optimizer folds constants in the rest of the graph as
+    well; pass ``fold=False`` to keep everything else byte-for-byte. With ``check`` the
+    result passes ``onnx.checker.check_model(full_check=True)``.
     """
     if not isinstance(model, onnx.ModelProto):
         raise ValueError(f"model must be an onnx.ModelProto; got {type(model).__name__}")
@@ -55,6 +86,16 @@ def inline(model: onnx.ModelProto, *, check: bool = True) -> onnx.ModelProto:
     imports = [o for o in out.opset_import if o.domain != spec.DOMAIN]
     del out.opset_import[:]
     out.opset_import.extend(imports)
+    if fold:
+        import onnxscript.optimizer
+        from onnx_ir.passes.common import RemoveUnusedNodesPass
+        from onnxscript import ir
+
+        folded = ir.serde.deserialize_model(out)
+        onnxscript.optimizer.optimize(folded, inline=False)
+        RemoveUnusedNodesPass()(folded)
+        out = ir.serde.serialize_model(folded)
+        _drop_unused_initializers(out.graph)  # conditions of the If nodes folded away
     out.ir_version = ir_version_for(out)
     if check:
         onnx.checker.check_model(out, full_check=True)

@@ -1,0 +1,123 @@
+"""``onnx_smoothl1::SmoothL1Loss`` as an onnxruntime-extensions Python op.
+
+Lets ``mode="custom_op"`` models run without the compiled library::
+
+    session = onnx_smoothl1.inference_session(model, custom_op="python")
+
+which calls ``library_path()``: it registers the op (``onnx_op`` with
+``op_type="onnx_smoothl1::SmoothL1Loss"``; the domain prefix selects the domain) and returns
+onnxruntime-extensions' library for ``SessionOptions.register_custom_ops_library``.
+
+Element types: float32 and float64 only. onnxruntime-extensions' Python-op API has no
+float16/bfloat16 support - declaring float16 does not fail when declared, it *aborts the
+whole process* (``std::runtime_error`` thrown through C) when a session uses it. ``register``
+therefore refuses those types with a ``ValueError`` before anything reaches the extension;
+a float16/bfloat16 node then fails cleanly in onnxruntime ("Type 'tensor(float16)' ... is
+invalid") instead of aborting. Use the compiled library or the function for those types.
+
+Arithmetic follows SPEC exactly: float64 throughout (numpy's pairwise sum), one rounding back
+to the input type, numpy broadcasting, NaN/inf as IEEE (and PyTorch) give them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Final
+
+import numpy as np
+
+from . import spec
+
+#: Types the Python op is declared for; every other float type is refused (see above).
+SUPPORTED_DTYPES: Final = ("float32", "float64")
+#: Types onnxruntime-extensions would accept at declaration and abort the process on later.
+_ABORTS: Final = ("float16", "bfloat16")
+
+_lock = threading.Lock()
+_registered: set[str] = set()
+
+
+def smooth_l1_loss(
+    input: np.ndarray, target: np.ndarray, beta: float = spec.DEFAULT_BETA,
+    reduction: str = spec.DEFAULT_REDUCTION,
+) -> np.ndarray:
+    """SPEC's SmoothL1Loss in numpy (the Python op's body); the result has ``input``'s type."""
+    beta = spec.check_beta(beta)
+    if isinstance(reduction, bytes):
+        reduction = reduction.decode()
+    reduction = spec.check_reduction(reduction)
+    x, y = np.asarray(input), np.asarray(target)
+    if x.dtype != y.dtype:
+        raise ValueError(f"input and target types differ: {x.dtype} vs {y.dtype}")
+    try:
+        x64, y64 = np.broadcast_arrays(x.astype(np.float64), y.astype(np.float64))
+    except ValueError:
+        raise ValueError(f"input shape {x.shape} and target shape {y.shape} cannot be broadcast") from None
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        d = np.abs(x64 - y64)
+        if beta > 0:
+            elem = np.where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta)
+        else:
+            elem = d
+        if reduction == "none":
+            out = elem
+        elif reduction == "sum":
+            out = np.asarray(elem.sum(dtype=np.float64))
+        else:
+            out = np.asarray(elem.sum(dtype=np.float64) / np.float64(elem.size))
+    return np.array(out, dtype=x.dtype, copy=True, order="C")  # keeps rank 0 (ascontiguousarray would not)
+
+
+def _check_dtypes(dtypes: Iterable[object]) -> list[str]:
+    names = []
+    for dtype in dtypes:
+        name = spec.check_dtype(dtype)
+        if name in _ABORTS:
+            raise ValueError(
+                f"the onnxruntime-extensions Python op cannot run {name}: declaring it aborts the "
+                f"process when a session uses it. Supported: {', '.join(SUPPORTED_DTYPES)}; for "
+                f"{name} use the compiled library (custom_op=True) or the function "
+                "(custom_op=False)"
+            )
+        names.append(name)
+    if not names:
+        raise ValueError("dtypes must name at least one type")
+    return names
+
+
+def register(dtypes: Iterable[object] = SUPPORTED_DTYPES) -> list[str]:
+    """Register the Python op for ``dtypes`` (once per type per process); return them.
+
+    Raises ``ValueError`` for float16/bfloat16 (see module docstring) before touching
+    onnxruntime-extensions, and for non-float types.
+    """
+    names = _check_dtypes(list(dtypes) if not isinstance(dtypes, str) else [dtypes])
+    from onnxruntime_extensions import PyCustomOpDef, onnx_op
+
+    kinds = {"float32": PyCustomOpDef.dt_float, "float64": PyCustomOpDef.dt_double}
+    with _lock:
+        for name in names:
+            if name in _registered:
+                continue
+            kind = kinds[name]
+            onnx_op(
+                op_type=f"{spec.DOMAIN}::{spec.OP_TYPE}",
+                inputs=[kind, kind],
+                outputs=[kind],
+                attrs={"beta": PyCustomOpDef.dt_float, "reduction": PyCustomOpDef.dt_string},
+            )(_op_body)
+            _registered.add(name)
+    return names
+
+
+def _op_body(input, target, beta=spec.DEFAULT_BETA, reduction=spec.DEFAULT_REDUCTION):
+    return smooth_l1_loss(input, target, beta=beta, reduction=reduction)
+
+
+def library_path() -> str:
+    """Register the op (float32, float64) and return onnxruntime-extensions' library path."""
+    register()
+    from onnxruntime_extensions import get_library_path
+
+    return get_library_path()
