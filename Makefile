@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo models clean
+.PHONY: install test demo models clean build asan abi-check bench-cpu
 
 $(STAMP): pyproject.toml constraints.txt CMakeLists.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,49 @@ $(STAMP): pyproject.toml constraints.txt CMakeLists.txt
 
 install: $(STAMP)
 
-test: $(STAMP)
+# --- the C++ custom-op library (custom_op/, README "CPU kernel") -----------------------------
+# `pip install -e .` (the stamp) builds it into onnx_smoothl1/lib; $(LIB) rebuilds it with
+# CMake when a kernel source is newer, so `make test` never runs a stale library.
+CMAKE      ?= $(shell command -v cmake 2>/dev/null || echo $(VENV)/bin/cmake)
+LIB        := onnx_smoothl1/lib/libonnx_smoothl1_ops.so
+KERNEL_SRC := CMakeLists.txt $(wildcard custom_op/CMakeLists.txt custom_op/*.cc custom_op/*.h \
+                custom_op/cpu/*.cc custom_op/cpu/*.h)
+ASAN_LIB   := build/asan/custom_op/libonnx_smoothl1_ops.so
+
+$(VENV)/bin/cmake:
+	$(PIP) install -q cmake
+
+$(LIB): $(KERNEL_SRC) | $(STAMP)
+	@$(MAKE) --no-print-directory build
+
+build: $(STAMP) $(if $(shell command -v cmake 2>/dev/null),,$(VENV)/bin/cmake)
+	$(CMAKE) -S . -B build/cmake -DCMAKE_BUILD_TYPE=Release -DONNX_SMOOTHL1_COPY_TO_SOURCE=ON \
+	  -DONNX_SMOOTHL1_BUILD_TESTS=ON
+	$(CMAKE) --build build/cmake -j2
+
+# ASan + UBSan build of the library (separate dir), its C++ test, then the CPU-op tests with
+# the ASan runtime preloaded into python and ONNX_SMOOTHL1_LIBRARY pointing at that build.
+asan: $(STAMP) $(if $(shell command -v cmake 2>/dev/null),,$(VENV)/bin/cmake)
+	$(CMAKE) -S . -B build/asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DONNX_SMOOTHL1_SANITIZE=ON \
+	  -DONNX_SMOOTHL1_REQUIRE_OPS=ON -DONNX_SMOOTHL1_COPY_TO_SOURCE=OFF -DONNX_SMOOTHL1_BUILD_TESTS=ON
+	$(CMAKE) --build build/asan -j2
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 build/asan/custom_op/smooth_l1_cpu_test | tail -n 1
+	LD_PRELOAD="$$($(CXX) -print-file-name=libasan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=0:exitcode=86 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ONNX_SMOOTHL1_LIBRARY=$(abspath $(ASAN_LIB)) ONNX_SMOOTHL1_REQUIRE_KERNEL=1 \
+	  $(PY) -m pytest -q -p no:cacheprovider tests/test_kernel_cpu.py -m "not slow"
+
+# The library built on the API-21 headers, run against several onnxruntime releases in
+# throwaway venvs (build/abi/): the kernel parity subset of tests/test_kernel_cpu.py.
+abi-check: $(LIB)
+	bash custom_op/abi_check.sh $(ABI_ORT_VERSIONS)
+
+# CPU benchmark (README "CPU kernel"): fused op vs function vs torch vs read limit.
+bench-cpu: $(STAMP) $(LIB)
+	$(PY) benchmarks/cpu.py $(BENCH_ARGS)
+
+test: $(STAMP) $(LIB)
 	$(PY) -m pytest -q tests
 
 demo: $(STAMP)

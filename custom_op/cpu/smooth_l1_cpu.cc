@@ -2,10 +2,15 @@
 #include "smooth_l1_cpu.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <memory>
 #include <new>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 namespace onnx_smoothl1 {
 namespace cpu {
@@ -133,7 +138,8 @@ void ElemStrided(const T* x, int64_t sx, const T* y, int64_t sy, T* __restrict o
   for (int64_t i = 0; i < n; ++i) out[i] = Store<T>(Loss(Load(x[i * sx]), Load(y[i * sy]), c));
 }
 
-// Adds the losses of n elements into the kLanes accumulators ``acc`` (lane = i % kLanes).
+// Adds the losses of n elements into the kLanes accumulators ``acc`` (lane = i % kLanes
+// for the full groups of kLanes, then the tail from lane 0).
 template <typename T>
 void SumContig(const T* __restrict x, const T* __restrict y, int64_t n, const Consts& c,
                double* __restrict acc) {
@@ -146,6 +152,195 @@ void SumContig(const T* __restrict x, const T* __restrict y, int64_t n, const Co
   for (int j = 0; i < n; ++i, ++j) a[j] += Loss(Load(x[i]), Load(y[i]), c);
   for (int j = 0; j < kLanes; ++j) acc[j] = a[j];
 }
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+// float / double on x86: the same arithmetic lane by lane, written with GCC/Clang vector
+// extensions so it is vectorised whatever the auto-vectoriser decides, in three widths
+// picked at run time (SSE2 baseline, AVX2, AVX-512F: the library is built on the user's
+// machine without -march, so the wider ones are compiled with target attributes). The
+// kLanes accumulators are the same 8 lanes in every width and no FMA is formed
+// (-ffp-contract=off), so every width gives bitwise the generic code's result.
+#define SMOOTHL1_ISA_DISPATCH 1
+
+template <int W>
+struct Vec;
+template <>
+struct Vec<2> {
+  typedef double D __attribute__((vector_size(16)));
+  typedef float F __attribute__((vector_size(8)));
+  typedef int64_t I __attribute__((vector_size(16)));
+};
+template <>
+struct Vec<4> {
+  typedef double D __attribute__((vector_size(32)));
+  typedef float F __attribute__((vector_size(16)));
+  typedef int64_t I __attribute__((vector_size(32)));
+};
+template <>
+struct Vec<8> {
+  typedef double D __attribute__((vector_size(64)));
+  typedef float F __attribute__((vector_size(32)));
+  typedef int64_t I __attribute__((vector_size(64)));
+};
+
+template <int W>
+inline __attribute__((always_inline)) typename Vec<W>::D LoadV(const float* p) {
+#if defined(__SSE2__)
+  if constexpr (W == 2) {  // GCC lowers the generic 2-wide conversion to two cvtss2sd
+    return reinterpret_cast<typename Vec<W>::D>(
+        _mm_cvtps_pd(_mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)))));
+  }
+#endif
+  typename Vec<W>::F f;
+  std::memcpy(&f, p, sizeof f);
+  return __builtin_convertvector(f, typename Vec<W>::D);
+}
+template <int W>
+inline __attribute__((always_inline)) typename Vec<W>::D LoadV(const double* p) {
+  typename Vec<W>::D d;
+  std::memcpy(&d, p, sizeof d);
+  return d;
+}
+template <int W>
+inline __attribute__((always_inline)) void StoreV(float* p, typename Vec<W>::D v) {
+  const typename Vec<W>::F f = __builtin_convertvector(v, typename Vec<W>::F);
+  std::memcpy(p, &f, sizeof f);
+}
+template <int W>
+inline __attribute__((always_inline)) void StoreV(double* p, typename Vec<W>::D v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+template <int W>
+inline __attribute__((always_inline)) typename Vec<W>::D LossV(typename Vec<W>::D x,
+                                                               typename Vec<W>::D y,
+                                                               const Consts& c) {
+  using D = typename Vec<W>::D;
+  using I = typename Vec<W>::I;
+  const D diff = x - y;
+  const D d = reinterpret_cast<D>(reinterpret_cast<I>(diff) & (INT64_MAX - I{}));
+  const D quad = d * d * (c.half_over_beta - D{});
+  const D lin = d - (c.half_beta - D{});
+  return d < (c.beta - D{}) ? quad : lin;
+}
+
+template <int W, typename T>
+inline __attribute__((always_inline)) void SumBody(const T* __restrict x, const T* __restrict y,
+                                                   int64_t n, const Consts& c,
+                                                   double* __restrict acc) {
+  using D = typename Vec<W>::D;
+  constexpr int K = kLanes / W;
+  D a[K];
+  std::memcpy(a, acc, sizeof a);
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int k = 0; k < K; ++k) a[k] += LossV<W>(LoadV<W>(x + i + W * k), LoadV<W>(y + i + W * k), c);
+  }
+  std::memcpy(acc, a, sizeof a);
+  for (int j = 0; i < n; ++i, ++j) acc[j] += Loss(Load(x[i]), Load(y[i]), c);
+}
+
+template <int W, typename T>
+inline __attribute__((always_inline)) void ElemBody(const T* __restrict x, const T* __restrict y,
+                                                    T* __restrict out, int64_t n,
+                                                    const Consts& c) {
+  int64_t i = 0;
+  for (; i + 2 * W <= n; i += 2 * W) {
+    StoreV<W>(out + i, LossV<W>(LoadV<W>(x + i), LoadV<W>(y + i), c));
+    StoreV<W>(out + i + W, LossV<W>(LoadV<W>(x + i + W), LoadV<W>(y + i + W), c));
+  }
+  for (; i < n; ++i) out[i] = Store<T>(Loss(Load(x[i]), Load(y[i]), c));
+}
+
+template <typename T>
+void SumSse2(const T* __restrict x, const T* __restrict y, int64_t n, const Consts& c,
+             double* __restrict acc) {
+  SumBody<2>(x, y, n, c, acc);
+}
+template <typename T>
+__attribute__((target("avx2"))) void SumAvx2(const T* __restrict x, const T* __restrict y,
+                                             int64_t n, const Consts& c, double* __restrict acc) {
+  SumBody<4>(x, y, n, c, acc);
+}
+template <typename T>
+__attribute__((target("avx512f"))) void SumAvx512(const T* __restrict x, const T* __restrict y,
+                                                  int64_t n, const Consts& c,
+                                                  double* __restrict acc) {
+  SumBody<8>(x, y, n, c, acc);
+}
+template <typename T>
+void ElemSse2(const T* __restrict x, const T* __restrict y, T* __restrict out, int64_t n,
+              const Consts& c) {
+  ElemBody<2>(x, y, out, n, c);
+}
+template <typename T>
+__attribute__((target("avx2"))) void ElemAvx2(const T* __restrict x, const T* __restrict y,
+                                              T* __restrict out, int64_t n, const Consts& c) {
+  ElemBody<4>(x, y, out, n, c);
+}
+template <typename T>
+__attribute__((target("avx512f"))) void ElemAvx512(const T* __restrict x, const T* __restrict y,
+                                                   T* __restrict out, int64_t n,
+                                                   const Consts& c) {
+  ElemBody<8>(x, y, out, n, c);
+}
+
+int DetectIsa() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return 2;
+  if (__builtin_cpu_supports("avx2")) return 1;
+  return 0;
+}
+std::atomic<int> g_isa{-1};  // -1: not detected yet
+inline int Isa() {
+  int isa = g_isa.load(std::memory_order_relaxed);
+  if (isa < 0) {
+    isa = DetectIsa();
+    g_isa.store(isa, std::memory_order_relaxed);
+  }
+  return isa;
+}
+
+template <typename T>
+void SumContigIsa(const T* __restrict x, const T* __restrict y, int64_t n, const Consts& c,
+                  double* __restrict acc) {
+  switch (Isa()) {
+    case 2: SumAvx512(x, y, n, c, acc); return;
+    case 1: SumAvx2(x, y, n, c, acc); return;
+    default: SumSse2(x, y, n, c, acc); return;
+  }
+}
+template <typename T>
+void ElemContigIsa(const T* __restrict x, const T* __restrict y, T* __restrict out, int64_t n,
+                   const Consts& c) {
+  switch (Isa()) {
+    case 2: ElemAvx512(x, y, out, n, c); return;
+    case 1: ElemAvx2(x, y, out, n, c); return;
+    default: ElemSse2(x, y, out, n, c); return;
+  }
+}
+
+template <>
+void SumContig<float>(const float* __restrict x, const float* __restrict y, int64_t n,
+                      const Consts& c, double* __restrict acc) {
+  SumContigIsa(x, y, n, c, acc);
+}
+template <>
+void SumContig<double>(const double* __restrict x, const double* __restrict y, int64_t n,
+                       const Consts& c, double* __restrict acc) {
+  SumContigIsa(x, y, n, c, acc);
+}
+template <>
+void ElemContig<float>(const float* __restrict x, const float* __restrict y,
+                       float* __restrict out, int64_t n, const Consts& c) {
+  ElemContigIsa(x, y, out, n, c);
+}
+template <>
+void ElemContig<double>(const double* __restrict x, const double* __restrict y,
+                        double* __restrict out, int64_t n, const Consts& c) {
+  ElemContigIsa(x, y, out, n, c);
+}
+#endif
 
 template <typename T>
 void SumStrided(const T* x, int64_t sx, const T* y, int64_t sy, int64_t n, const Consts& c,
@@ -279,6 +474,18 @@ void Run(const Parallel& par, void (*fn)(void*, size_t), size_t total, void* dat
 constexpr int64_t kStackBlocks = 1024;
 
 }  // namespace
+
+int SetIsaForTesting(int level) {
+#ifdef SMOOTHL1_ISA_DISPATCH
+  const int best = DetectIsa();
+  const int use = level < 0 || level > best ? best : level;
+  g_isa.store(use, std::memory_order_relaxed);
+  return use;
+#else
+  (void)level;
+  return 0;
+#endif
+}
 
 template <typename T>
 bool SmoothL1Sum(const T* x, const T* y, const BroadcastPlan& plan, const Attrs& attrs,

@@ -61,5 +61,10 @@ template <typename T>
 bool SmoothL1Sum(const T* x, const T* y, const BroadcastPlan& plan, const Attrs& attrs,
                  const Parallel& parallel, double* sum);
 
+// Which instruction-set variant of the float/double loops runs: 0 baseline (SSE2), 1 AVX2,
+// 2 AVX-512F; detected once from the CPU. Tests force a lower level (-1: the best available)
+// to check all variants give bitwise the same results; returns the level now in use.
+int SetIsaForTesting(int level);
+
 }  // namespace cpu
 }  // namespace onnx_smoothl1
