@@ -10,7 +10,10 @@ makes ready-made models, ``runtime`` runs them in onnxruntime (fused kernel or f
 
 from __future__ import annotations
 
+from .exporter import export
 from .function import attach_function, make_function, make_node
+from .fuse import FuseResult, fuse
+from .inline import inline
 from .model import make_model
 from .runtime import (
     CustomOpUnavailable,
@@ -27,10 +30,14 @@ __all__ = [
     "OP_TYPE",
     "REDUCTIONS",
     "CustomOpUnavailable",
+    "FuseResult",
     "attach_function",
+    "export",
+    "fuse",
     "get_library_path",
     "has_custom_op",
     "inference_session",
+    "inline",
     "make_function",
     "make_model",
     "make_node",

@@ -1,0 +1,228 @@
+"""CLI subcommands ``export``, ``fuse`` and ``inline`` (added to ``onnx-smoothl1`` by cli.py).
+
+``export MODULE:FACTORY`` imports the user's code: ``MODULE`` is a dotted module name
+(importable from the current directory) or a path to a ``.py`` file; ``FACTORY`` names a
+callable taking no arguments that returns either an ``nn.Module`` (example inputs then come
+from ``--args-shape``) or a tuple ``(module, example_args)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import spec
+from .cli import _save
+
+
+class UsageError(ValueError):
+    """A user mistake. A ValueError, which ``cli.main`` reports as one line with exit code 2
+    (also under ``python -m onnx_smoothl1.cli``, where cli's own UsageError class is
+    ``__main__.UsageError`` and would not match one imported from ``onnx_smoothl1.cli``)."""
+
+
+def _load_model(path: str):
+    from . import cli
+
+    try:
+        return cli._load_model(path)
+    except Exception as exc:  # cli.UsageError, whichever module object defined it
+        raise UsageError(str(exc)) from exc
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost exception's type and first line (torch wraps errors several times)."""
+    chain = [exc]
+    while chain[-1].__cause__ is not None and len(chain) < 20:
+        chain.append(chain[-1].__cause__)
+    for inner in reversed(chain):
+        text = str(inner).strip()
+        if text:
+            return f"{type(inner).__name__}: {text.splitlines()[0]}"
+    return type(exc).__name__
+
+
+def _parse_shape(text: str) -> tuple[int, ...]:
+    text = text.strip()
+    if text in ("", "scalar", "()"):
+        return ()
+    try:
+        dims = tuple(int(d) for d in text.replace("x", ",").split(",") if d.strip() != "")
+    except ValueError:
+        raise UsageError(f"--args-shape: {text!r} is not a shape like 8,3 (or 'scalar')") from None
+    if any(d < 0 for d in dims):
+        raise UsageError(f"--args-shape: {text!r} has a negative dimension")
+    return dims
+
+
+def _import_user_module(name: str):
+    if name.endswith(".py") or "/" in name or "\\" in name:
+        path = Path(name)
+        if not path.is_file():
+            raise UsageError(f"MODULE: no such file: {name}")
+        spec_ = importlib.util.spec_from_file_location(path.stem, path)
+        if spec_ is None or spec_.loader is None:
+            raise UsageError(f"MODULE: cannot import {name}")
+        module = importlib.util.module_from_spec(spec_)
+        sys.modules.setdefault(path.stem, module)
+        try:
+            spec_.loader.exec_module(module)
+        except Exception as exc:
+            raise UsageError(f"MODULE: importing {name} failed: {type(exc).__name__}: {exc}") from exc
+        return module
+    if str(Path.cwd()) not in sys.path and "" not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        raise UsageError(f"MODULE: cannot import {name!r} ({exc})") from exc
+    except Exception as exc:
+        raise UsageError(f"MODULE: importing {name} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def load_factory(target: str) -> tuple[Any, tuple | None]:
+    """Resolve ``MODULE:FACTORY`` and call the factory: ``(module, example_args or None)``."""
+    import torch
+
+    if target.count(":") != 1 or not all(target.split(":")):
+        raise UsageError(f"MODULE:FACTORY expected (e.g. mypkg.models:make_model), got {target!r}")
+    mod_name, attr = target.rsplit(":", 1)
+    module = _import_user_module(mod_name)
+    factory = getattr(module, attr, None)
+    if factory is None:
+        raise UsageError(f"{mod_name} has no attribute {attr!r}")
+    if isinstance(factory, torch.nn.Module):
+        made: Any = factory
+    elif callable(factory):
+        try:
+            made = factory()
+        except Exception as exc:
+            raise UsageError(f"{target}() failed: {type(exc).__name__}: {exc}") from exc
+    else:
+        raise UsageError(f"{target} is neither a callable nor an nn.Module")
+    example = None
+    if isinstance(made, tuple) and len(made) == 2 and isinstance(made[0], torch.nn.Module):
+        made, example = made
+        example = example if isinstance(example, tuple) else (example,)
+    if not isinstance(made, torch.nn.Module):
+        raise UsageError(
+            f"{target} must give an nn.Module or (module, example_args); got {type(made).__name__}"
+        )
+    return made, example
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    import torch
+
+    from .exporter import count_loss_nodes, export
+
+    module, example = load_factory(args.target)
+    dtype = getattr(torch, spec.check_dtype(args.dtype))
+    if args.args_shape:
+        example = tuple(torch.randn(_parse_shape(s)).to(dtype) for s in args.args_shape)
+    if example is None:
+        raise UsageError("give --args-shape for each input (or let FACTORY return (module, args))")
+    dynamic_shapes = None
+    if args.dynamic_batch:
+        if any(getattr(a, "dim", lambda: 0)() == 0 for a in example):
+            raise UsageError("--dynamic-batch needs every input to have rank >= 1")
+        if any(a.shape[0] < 2 for a in example):
+            raise UsageError("--dynamic-batch needs an example batch size >= 2 (torch.export "
+                             "specialises a dimension of size 0 or 1)")
+        batch = torch.export.Dim("batch")
+        dynamic_shapes = tuple({0: batch} for _ in example)
+    names = [n.strip() for n in args.input_names.split(",")] if args.input_names else None
+    module.eval()
+    try:
+        model = export(
+            module,
+            example,
+            mode=args.mode,
+            dynamo=not args.legacy,
+            opset=args.opset,
+            dynamic_shapes=dynamic_shapes,
+            input_names=names,
+        )
+    except ValueError:
+        raise
+    except Exception as exc:  # torch reports model problems as many exception types
+        raise UsageError(f"torch.onnx.export failed: {_root_cause(exc)}") from exc
+    _save(model, args.output)
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    print(
+        f"wrote {args.output}: {count_loss_nodes(model)} SmoothL1Loss node(s), mode {args.mode}, "
+        f"opset {opset}, {len(model.graph.node)} nodes"
+    )
+
+
+def _cmd_fuse(args: argparse.Namespace) -> None:
+    from .fuse import fuse
+
+    model = _load_model(args.input)
+    before = len(model.graph.node)
+    fused, count = fuse(model, l1=args.l1)
+    _save(fused, args.output)
+    print(f"fused {count} loss(es): {before} -> {len(fused.graph.node)} nodes; wrote {args.output}")
+
+
+def _cmd_inline(args: argparse.Namespace) -> None:
+    from .inline import inline
+
+    model = _load_model(args.input)
+    out = inline(model, fold=not args.no_fold)
+    _save(out, args.output)
+    print(f"inlined: {len(model.graph.node)} -> {len(out.graph.node)} nodes, no {spec.DOMAIN} "
+          f"domain; wrote {args.output}")
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``export``, ``fuse`` and ``inline`` to the ``onnx-smoothl1`` parser."""
+    from .exporter import MODES
+
+    p = subparsers.add_parser(
+        "export",
+        help="export a torch module (its losses become SmoothL1Loss nodes)",
+        description="Import MODULE, call FACTORY() and export the nn.Module it returns (or the "
+        "(module, example_args) pair) with SmoothL1/Huber/L1 losses as SmoothL1Loss nodes.",
+    )
+    p.add_argument("target", metavar="MODULE:FACTORY",
+                   help="dotted module or path/to/file.py, then a factory (or module) name")
+    p.add_argument("--args-shape", action="append", default=[], metavar="SHAPE",
+                   help="shape of one example input, e.g. 8,3 ('scalar' for rank 0); repeat "
+                   "once per input, in forward()'s order")
+    p.add_argument("--dtype", choices=list(spec.DTYPES), default="float32",
+                   help="element type of the --args-shape inputs (default float32)")
+    p.add_argument("--mode", choices=MODES, default="function",
+                   help="function (node + function, default), custom_op (node only), inline "
+                   "(standard ops only)")
+    p.add_argument("--legacy", action="store_true",
+                   help="use the TorchScript exporter (dynamo=False) instead of torch.export")
+    p.add_argument("--opset", type=int, default=None, help="default-domain opset (default 20)")
+    p.add_argument("--dynamic-batch", action="store_true",
+                   help="make dimension 0 of every input dynamic")
+    p.add_argument("--input-names", default=None, help="comma-separated input names")
+    p.add_argument("-o", "--output", required=True, help="path of the .onnx file to write")
+    p.set_defaults(func=_cmd_export)
+
+    p = subparsers.add_parser(
+        "fuse", help="replace torch.onnx's smooth_l1/huber/L1 decompositions by SmoothL1Loss"
+    )
+    p.add_argument("input", metavar="IN")
+    p.add_argument("output", metavar="OUT")
+    p.add_argument("--l1", choices=("reduced", "all", "off"), default="reduced",
+                   help="plain L1 (|x-y|): fuse only when mean/sum-reduced (default), also "
+                   "bare |x-y| (all), or never (off)")
+    p.set_defaults(func=_cmd_fuse)
+
+    p = subparsers.add_parser(
+        "inline", help="inline the SmoothL1Loss function (standard ops, e.g. for OpenVINO)"
+    )
+    p.add_argument("input", metavar="IN")
+    p.add_argument("output", metavar="OUT")
+    p.add_argument("--no-fold", action="store_true",
+                   help="do not constant-fold after inlining (keep the body's If/probe nodes)")
+    p.set_defaults(func=_cmd_inline)
