@@ -69,3 +69,9 @@ models: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build
+
+# On a GPU machine only (no network): CUDA build, launcher test, pytest -m cuda, benchmark
+# (custom_op/gpu_check.sh; README, "CUDA kernel").
+.PHONY: gpu-check
+gpu-check:
+	bash custom_op/gpu_check.sh

@@ -6,7 +6,7 @@ machine: ``custom_op/gpu_check.sh`` builds it with CUDA and points ONNX_SMOOTHL1
 it). Sessions disable the CPU fallback (``session.disable_cpu_ep_fallback``), so a library
 built without the CUDA kernel fails loudly instead of quietly testing the CPU kernel.
 
-Small shapes go through ``runtime.run`` (host arrays, ORT copies them); large ones stay on
+Small shapes go through ``run_host`` (host arrays, ORT copies them); large ones stay on
 the GPU: torch tensors bound with IOBinding, the float64 reference computed by torch on the
 GPU, compared with SPEC's tolerances (``oracle.compare`` for scalars, the same rule on the
 GPU for 'none').
@@ -14,6 +14,7 @@ GPU for 'none').
 
 from __future__ import annotations
 
+import ctypes
 import functools
 
 import numpy as np
@@ -121,6 +122,25 @@ def torch_on_cuda(torch, x: np.ndarray, y: np.ndarray, *, beta: float, reduction
     return out.cpu().numpy()
 
 
+def _host_value(a) -> "ort.OrtValue":
+    a = np.asarray(a, order="C")
+    if a.dtype == oracle.NUMPY_DTYPES["bfloat16"]:  # numpy has no bfloat16: spell it out
+        return ort.OrtValue.ortvalue_from_numpy_with_onnx_type(a, onnx.TensorProto.BFLOAT16)
+    return ort.OrtValue.ortvalue_from_numpy(a)
+
+
+def run_host(session, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """One Run with host arrays (ORT copies them to the GPU and the output back)."""
+    (value,) = session.run_with_ort_values(["loss"], {"input": _host_value(x), "target": _host_value(y)})
+    assert value.device_name().lower() == "cpu", f"output left on {value.device_name()}"
+    if value.data_type() != "tensor(bfloat16)":
+        return value.numpy()
+    out = np.empty(value.shape(), dtype=oracle.NUMPY_DTYPES["bfloat16"])
+    if out.size:
+        ctypes.memmove(out.ctypes.data, value.data_ptr(), out.nbytes)
+    return out
+
+
 def check(out, x, y, *, beta, reduction, dtype, torch_own=None) -> None:
     ref = oracle.reference(x, y, beta=beta, reduction=reduction)
     verdict = oracle.compare(out, ref, dtype=dtype, reduction=reduction, torch_own=torch_own)
@@ -134,7 +154,7 @@ def check(out, x, y, *, beta, reduction, dtype, torch_own=None) -> None:
 @pytest.mark.parametrize("reduction", sl1.REDUCTIONS)
 def test_parity_with_torch(torch_cuda, dtype, shape, beta, reduction):
     x, y = make_inputs(*SMALL_SHAPES[shape], dtype, seed=abs(hash((shape, beta, dtype))) % 10_000)
-    out = runtime.run(cuda_session(beta, reduction, dtype), {"input": x, "target": y})[0]
+    out = run_host(cuda_session(beta, reduction, dtype), x, y)
     own = torch_on_cuda(torch_cuda, x, y, beta=beta, reduction=reduction) if dtype == "float32" else None
     check(out, x, y, beta=beta, reduction=reduction, dtype=dtype, torch_own=own)
 
@@ -146,10 +166,10 @@ def test_nan_inf_like_torch(torch_cuda, dtype):
     y = np.array([0.0, np.nan, np.inf, 1.0, 2.0, -np.inf, 3.0, 0.0, 2.5], dtype=npdt)
     for beta in BETAS:
         for reduction in sl1.REDUCTIONS:
-            out = runtime.run(cuda_session(beta, reduction, dtype), {"input": x, "target": y})[0]
+            out = run_host(cuda_session(beta, reduction, dtype), x, y)
             check(out, x, y, beta=beta, reduction=reduction, dtype=dtype)
             finite = slice(3, None)  # inf only (no NaN): the reductions give +inf
-            out = runtime.run(cuda_session(beta, reduction, dtype), {"input": x[finite], "target": y[finite]})[0]
+            out = run_host(cuda_session(beta, reduction, dtype), x[finite], y[finite])
             check(out, x[finite], y[finite], beta=beta, reduction=reduction, dtype=dtype)
 
 
@@ -158,7 +178,7 @@ def test_bad_shapes_fail_at_run(torch_cuda):
     x = np.ones((2, 3), np.float32)
     y = np.ones((3, 2), np.float32)
     with pytest.raises(Exception, match="broadcast"):
-        runtime.run(session, {"input": x, "target": y})
+        run_host(session, x, y)
 
 
 # --- large inputs, on the GPU end to end ------------------------------------------------
@@ -273,7 +293,7 @@ def test_cpu_kernel_matches_cuda_kernel(torch_cuda, dtype, beta, reduction):
     x, y = make_inputs((1000, 37), (1000, 37), dtype, seed=11)
     feeds = {"input": x, "target": y}
     on_cpu = runtime.run(cpu_session(beta, reduction, dtype), feeds)[0]
-    on_gpu = runtime.run(cuda_session(beta, reduction, dtype), feeds)[0]
+    on_gpu = run_host(cuda_session(beta, reduction, dtype), x, y)
     check(on_cpu, x, y, beta=beta, reduction=reduction, dtype=dtype)
     check(on_gpu, x, y, beta=beta, reduction=reduction, dtype=dtype)
     if reduction == "none" and dtype in ("float32", "float64"):

@@ -4,6 +4,8 @@
 //   test_cuda_kernels --require-gpu   as above, but no GPU is a failure (gpu_check.sh)
 //   test_cuda_kernels --big           also 2^31 + 3 float16 elements (int64 indexing, 13 GB)
 //   test_cuda_kernels --bench         raw kernel bandwidth vs cudaMemcpy, tuning variants
+//   test_cuda_kernels --bench-only    only that (no kernel checks)
+//   test_cuda_kernels --quick         kernel checks without the 2^24-element cases
 //
 // Exit status 0 when every check passed (kernel checks count as passed when skipped for
 // lack of a GPU, unless --require-gpu).
@@ -406,14 +408,15 @@ void bench_dtype(int64_t n) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool require_gpu = false, big = false, bench = false, quick = false;
+  bool require_gpu = false, big = false, bench = false, quick = false, bench_only = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--require-gpu") require_gpu = true;
     else if (a == "--big") big = true;
     else if (a == "--bench") bench = true;
     else if (a == "--quick") quick = true;
-    else { std::fprintf(stderr, "usage: %s [--require-gpu] [--big] [--bench] [--quick]\n", argv[0]); return 2; }
+    else if (a == "--bench-only") bench = bench_only = true;
+    else { std::fprintf(stderr, "usage: %s [--require-gpu] [--big] [--bench] [--bench-only] [--quick]\n", argv[0]); return 2; }
   }
   test_plans();
   int devices = 0;
@@ -437,12 +440,14 @@ int main(int argc, char** argv) {
     std::printf("grid for float32 %s at 2^28: %lld blocks of %d\n", red_name(red), (long long)blocks,
                 smoothl1_cuda::kThreads);
   }
-  test_dtype<double>(quick);
-  test_dtype<float>(quick);
-  test_dtype<__half>(quick);
-  test_dtype<__nv_bfloat16>(quick);
-  test_bf16_overflow();
-  if (big) test_big();
+  if (!bench_only) {
+    test_dtype<double>(quick);
+    test_dtype<float>(quick);
+    test_dtype<__half>(quick);
+    test_dtype<__nv_bfloat16>(quick);
+    test_bf16_overflow();
+    if (big) test_big();
+  }
   std::printf("%d checks, %d failed\n", g_checks, g_failures);
   if (bench) {
     bench_dtype<float>(int64_t{1} << 28);

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# The one command for a GPU machine (Hopper, CUDA 13, Python 3.12 with torch; no network):
+# builds the custom-op library with the CUDA kernel, runs the standalone launcher test, the
+# CUDA pytest suite (`pytest -m cuda tests/test_cuda.py`) and the GPU benchmark, and writes
+# everything to one log: $OUT/gpu_check.log when OUT is set, else ./gpu_check.log.
+#
+#   bash custom_op/gpu_check.sh          (or: make gpu-check)
+#
+# Needs, in the checkout (both git-ignored, so carry them to the GPU machine):
+#   .gpu/ort-gpu-sm90.tar.xz   onnxruntime-gpu for CPython 3.12 / CUDA 13 / sm_90, made here
+#                              by ../shared/gpu/make-ort-gpu-bundle .gpu (about 58 MB)
+#   third_party/ort/           onnxruntime's C/C++ headers (custom_op/fetch_ort_headers.sh,
+#                              run by any CMake build of the library)
+# and optionally .gpu/wheels/*.whl: Python packages the machine lacks (numpy, onnx,
+# ml_dtypes, pytest, hypothesis, matplotlib are expected there already).
+#
+# Nothing is installed system-wide and nothing is fetched: the bundle is unpacked to
+# /tmp/ortgpu and put first on PYTHONPATH (shadowing a CPU-only onnxruntime), the package is
+# used from the checkout (PYTHONPATH), the library is built into build/gpu and passed to the
+# tests through ONNX_SMOOTHL1_LIBRARY. Each step has a time limit within an overall budget
+# (GPU_CHECK_BUDGET seconds, default 540) so the log always comes back; the exit status is
+# non-zero when any step failed. Output files ($OUT or build/gpu/results): gpu_check.log,
+# gpu_bench.json, gpu_bench.png.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+RESULTS=${OUT:-$ROOT/build/gpu/results}
+mkdir -p "$RESULTS"
+LOG=${OUT:+$OUT/gpu_check.log}
+LOG=${LOG:-$ROOT/gpu_check.log}
+export PYTHONUNBUFFERED=1
+if [[ -z "${GPU_CHECK_LOGGING:-}" ]]; then  # re-run under tee: one log, also on stdout
+  GPU_CHECK_LOGGING=1 bash "$0" "$@" 2>&1 | tee "$LOG"
+  exit "${PIPESTATUS[0]}"
+fi
+
+START=$(date +%s)
+BUDGET=${GPU_CHECK_BUDGET:-540}
+declare -a SUMMARY=()
+FAILED=0
+
+left() { echo $((START + BUDGET - $(date +%s))); }
+# step NAME MAX_SECONDS COMMAND...: run with a timeout of min(MAX, time left - 10 s).
+step() {
+  local name=$1 max=$2
+  shift 2
+  local limit
+  limit=$(left)
+  limit=$((limit - 10))
+  ((limit > max)) && limit=$max
+  if ((limit < 15)); then
+    echo "=== $name: SKIPPED (budget spent)"
+    SUMMARY+=("SKIPPED  $name (budget spent)")
+    FAILED=1
+    return 1
+  fi
+  echo
+  echo "=== $name (limit ${limit}s) $(date -u +%H:%M:%S)"
+  local t0=$SECONDS rc
+  timeout --kill-after=10 "$limit" "$@"
+  rc=$?
+  local took=$((SECONDS - t0))
+  if ((rc == 0)); then
+    SUMMARY+=("PASS     $name (${took}s)")
+  else
+    ((rc == 124 || rc == 137)) && SUMMARY+=("TIMEOUT  $name (${took}s)") || SUMMARY+=("FAIL     $name (rc $rc, ${took}s)")
+    FAILED=1
+  fi
+  echo "=== $name: rc=$rc in ${took}s"
+  return $rc
+}
+
+finish() {
+  echo
+  echo "=== summary ($(($(date +%s) - START))s in all; log: $LOG)"
+  printf '  %s\n' "${SUMMARY[@]}"
+  ((FAILED)) && echo "gpu_check: FAILED" || echo "gpu_check: ALL PASSED"
+  exit $FAILED
+}
+
+# --- 0. the machine -----------------------------------------------------------------------
+echo "=== gpu_check $(date -u +%FT%TZ) in $ROOT"
+[[ -d /usr/local/cuda/bin ]] && export PATH="$PATH:/usr/local/cuda/bin"
+PY=${PYTHON:-python3}
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 | head -5
+echo "python: $(command -v "$PY") $("$PY" -V 2>&1)"
+echo "nvcc:   $(command -v nvcc) $(nvcc --version 2>/dev/null | tail -1)"
+CMAKE=$(command -v cmake || true)
+[[ -z "$CMAKE" && -x "$(dirname "$(command -v "$PY")")/cmake" ]] && CMAKE="$(dirname "$(command -v "$PY")")/cmake"
+echo "cmake:  ${CMAKE:-MISSING} $("${CMAKE:-false}" --version 2>/dev/null | head -1)"
+echo "c++:    $(c++ --version 2>/dev/null | head -1)"
+
+# --- 1. onnxruntime-gpu bundle and Python packages ----------------------------------------
+BUNDLE=$ROOT/.gpu/ort-gpu-sm90.tar.xz
+if [[ ! -f "$BUNDLE" ]]; then
+  echo "gpu_check: $BUNDLE is missing: run ../shared/gpu/make-ort-gpu-bundle .gpu here and carry .gpu"
+  SUMMARY+=("FAIL     onnxruntime-gpu bundle missing")
+  FAILED=1
+  finish
+fi
+rm -rf /tmp/ortgpu && mkdir -p /tmp/ortgpu && tar -C /tmp/ortgpu -xJf "$BUNDLE" || { SUMMARY+=("FAIL     unpacking $BUNDLE"); FAILED=1; finish; }
+EXTRA=""
+if compgen -G "$ROOT/.gpu/wheels/*.whl" > /dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/gpu-site "$ROOT"/.gpu/wheels/*.whl \
+    && EXTRA=/tmp/gpu-site
+fi
+export PYTHONPATH="/tmp/ortgpu:$ROOT${EXTRA:+:$EXTRA}${PYTHONPATH:+:$PYTHONPATH}"
+LIB=$ROOT/build/gpu/custom_op/libonnx_smoothl1_ops.so
+export ONNX_SMOOTHL1_LIBRARY=$LIB
+step "python environment" 120 "$PY" - <<'EOF'
+import importlib, sys
+import torch
+import onnxruntime as ort
+ort.preload_dlls()
+print("torch", torch.__version__, "CUDA", torch.version.cuda, "device", torch.cuda.get_device_name(0))
+print("onnxruntime", ort.__version__, "from", ort.__file__)
+print("providers", ort.get_available_providers())
+missing = []
+for name in ("numpy", "onnx", "ml_dtypes", "pytest", "hypothesis", "matplotlib"):
+    try:
+        m = importlib.import_module(name)
+        print(f"{name} {getattr(m, '__version__', '?')}")
+    except Exception as e:
+        missing.append(f"{name} ({e})")
+if "CUDAExecutionProvider" not in ort.get_available_providers():
+    missing.append("onnxruntime CUDAExecutionProvider")
+if missing:
+    sys.exit("missing: " + ", ".join(missing) + " (carry wheels in .gpu/wheels)")
+EOF
+
+# --- 2. build the library with the CUDA kernel --------------------------------------------
+ORT_INC=$ROOT/third_party/ort/usr/include/onnxruntime
+GEN=()
+command -v ninja > /dev/null && GEN=(-G Ninja)
+build() {
+  [[ -f "$ORT_INC/onnxruntime_lite_custom_op.h" ]] || { echo "missing $ORT_INC (carry third_party/ort)"; return 1; }
+  [[ -n "$CMAKE" ]] || { echo "no cmake"; return 1; }
+  "$CMAKE" -S "$ROOT" -B "$ROOT/build/gpu" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release \
+    -DONNX_SMOOTHL1_CUDA=ON -DONNX_SMOOTHL1_REQUIRE_OPS=ON -DONNX_SMOOTHL1_BUILD_TESTS=ON \
+    -DORT_INCLUDE_DIR="$ORT_INC" -DPython_EXECUTABLE="$(command -v "$PY")" &&
+    "$CMAKE" --build "$ROOT/build/gpu" -j "$(nproc)"
+}
+if ! step "build (cmake, ONNX_SMOOTHL1_CUDA=ON)" 240 build; then
+  finish
+fi
+
+# --- 3. the launchers against a host double reference -------------------------------------
+step "launcher test (smooth_l1_cuda_test --require-gpu --big)" 240 \
+  "$ROOT/build/gpu/custom_op/smooth_l1_cuda_test" --require-gpu --big
+
+# --- 4. onnxruntime + CUDA EP: parity, determinism, CPU vs CUDA, attributes ---------------
+step "pytest -m cuda tests/test_cuda.py" 300 \
+  "$PY" -m pytest -m cuda tests/test_cuda.py -q -rfEs -p no:cacheprovider --durations=10
+
+# --- 5. benchmark -------------------------------------------------------------------------
+step "benchmark (benchmarks/gpu.py)" 200 "$PY" benchmarks/gpu.py --out "$RESULTS"
+
+# --- 6. raw kernel bandwidth and tuning variants (informational) --------------------------
+step "kernel tuning variants (smooth_l1_cuda_test --bench-only)" 90 \
+  "$ROOT/build/gpu/custom_op/smooth_l1_cuda_test" --bench-only
+
+finish
