@@ -1,0 +1,127 @@
+"""``onnx-smoothl1 parity`` and ``onnx-smoothl1 bench`` (loaded by cli.py's EXTENSIONS)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    return [v for item in values for v in item.split(",") if v]
+
+
+def _cmd_parity(args: argparse.Namespace) -> None:
+    from . import parity, spec
+    from .cli import UsageError, _load_model, _load_npy
+
+    paths = _split(args.paths)
+    if paths:
+        unknown = [p for p in paths if p not in parity.PATHS]
+        if unknown:
+            raise UsageError(f"--paths: unknown {', '.join(unknown)}; choose from {', '.join(parity.PATHS)}")
+    if args.model is None:
+        if args.inputs:
+            raise UsageError("--inputs needs --model")
+        dtypes = _split(args.dtypes) or list(spec.DTYPES)
+        for d in dtypes:
+            spec.check_dtype(d, name="--dtypes")
+        progress = (lambda label: print(f"  {label}", file=sys.stderr)) if args.verbose else None
+        report = parity.run_grid(dtypes, paths=paths, quick=args.quick, progress=progress)
+        print(report.text())
+        if args.report:
+            _write(args.report, report.markdown())
+        if args.json:
+            import json
+
+            _write(args.json, json.dumps(report.to_json(), indent=2, default=float))
+        if not report.ok:
+            raise SystemExit(1)
+        return
+    model = _load_model(args.model)
+    given = {}
+    for item in _split(args.inputs) or []:
+        name, sep, file = item.partition("=")
+        if not sep or not name or not file:
+            raise UsageError(f"--inputs: expected NAME=FILE.npy, got {item!r}")
+        given[name] = _load_npy(file, f"--inputs {name}")
+    result = parity.run_model_file(model, given, paths=paths)
+    print(f"{args.model}: outputs {', '.join(result.outputs)}")
+    print(result.text())
+    if args.report:
+        _write(args.report, result.markdown())
+    if not result.ok:
+        raise SystemExit(1)
+
+
+def _write(path: str, text: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text + ("" if text.endswith("\n") else "\n"))
+    print(f"wrote {path}")
+
+
+def _cmd_bench(args: argparse.Namespace) -> None:
+    from .cli import UsageError
+
+    root = Path(args.root) if args.root else Path(__file__).resolve().parent.parent
+    if not (root / "benchmarks").is_dir():
+        raise UsageError(f"no benchmarks/ directory under {root} (run from a source checkout or pass --root)")
+    sys.path.insert(0, str(root))
+    try:
+        from benchmarks import report
+    finally:
+        sys.path.pop(0)
+    code = report.main(
+        root=root,
+        quick=args.quick,
+        cpu=not args.no_cpu,
+        gpu=args.gpu,
+        from_results=args.from_results,
+        output=args.output,
+    )
+    if code:
+        raise SystemExit(code)
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "parity",
+        help="run every available path against PyTorch and print a parity matrix",
+        description=(
+            "Without --model: run the parity grid (shapes incl. rank 0, empty, broadcasting; "
+            "every dtype; betas incl. 0; every reduction) through every available path and "
+            "compare each with PyTorch float64 under SPEC tolerances. Exit code 1 when a "
+            "supported cell fails. With --model: run a model containing the node through "
+            "every path that can run it and print the largest difference between paths."
+        ),
+    )
+    p.add_argument("--dtypes", nargs="+", help="subset of float16 bfloat16 float32 float64")
+    p.add_argument("--paths", nargs="+", help="subset of paths (default: all)")
+    p.add_argument("--quick", action="store_true", help="a smaller grid")
+    p.add_argument("--report", metavar="PATH.md", help="also write the matrix as Markdown")
+    p.add_argument("--json", metavar="PATH.json", help="also write the results as JSON")
+    p.add_argument("--model", metavar="PATH", help="a user's .onnx model containing the node")
+    p.add_argument("--inputs", nargs="+", metavar="NAME=FILE.npy",
+                   help="inputs for --model (the rest are random from declared shapes)")
+    p.add_argument("-v", "--verbose", action="store_true", help="print each case as it runs")
+    p.set_defaults(func=_cmd_parity)
+
+    p = sub.add_parser(
+        "bench",
+        help="run the benchmarks and write benchmarks/results/REPORT.md",
+        description=(
+            "Runs benchmarks/cpu.py (and benchmarks/gpu.py when onnxruntime has the CUDA EP, "
+            "or with --gpu) and writes REPORT.md with tables, plots, machine and versions."
+        ),
+    )
+    p.add_argument("--quick", action="store_true", help="small sizes only (smoke run)")
+    p.add_argument("--no-cpu", action="store_true", help="skip the CPU benchmark")
+    p.add_argument("--gpu", action="store_true", default=None,
+                   help="run the GPU benchmark (default: when CUDAExecutionProvider exists)")
+    p.add_argument("--from-results", action="store_true",
+                   help="do not run anything: rebuild REPORT.md from benchmarks/results/*.json")
+    p.add_argument("--output", metavar="PATH.md", help="default benchmarks/results/REPORT.md")
+    p.add_argument("--root", help="source checkout holding benchmarks/ (default: this package's)")
+    p.set_defaults(func=_cmd_bench)
