@@ -112,7 +112,37 @@ def register(dtypes: Iterable[object] = SUPPORTED_DTYPES) -> list[str]:
 
 
 def _op_body(input, target, beta=spec.DEFAULT_BETA, reduction=spec.DEFAULT_REDUCTION):
-    return smooth_l1_loss(input, target, beta=beta, reduction=reduction)
+    # onnxruntime-extensions hands FLOAT attributes over as text with 6 significant digits
+    # ("%g": 0.3f arrives as 0.3, 123456.789f as 123457.0). The attribute is a float32, so
+    # rounding the text back to float32 recovers it exactly whenever that round trip holds,
+    # which ``check_model`` makes sure of before a session is created.
+    return smooth_l1_loss(input, target, beta=float(np.float32(beta)), reduction=reduction)
+
+
+def received_beta(beta: float) -> float:
+    """The beta the op body works with for a node whose FLOAT attribute is ``beta``."""
+    return float(np.float32(float(f"{float(np.float32(beta)):g}")))
+
+
+def check_model(model) -> None:
+    """``ValueError`` for a SmoothL1Loss node whose beta the Python op cannot receive exactly
+    (onnxruntime-extensions passes float attributes with 6 significant digits)."""
+    from .runtime import _all_nodes
+
+    for node in _all_nodes(model):
+        if (node.domain, node.op_type) != (spec.DOMAIN, spec.OP_TYPE):
+            continue
+        for attr in node.attribute:
+            if attr.name == "beta" and attr.type == attr.FLOAT and not attr.ref_attr_name:
+                exact = float(np.float32(attr.f))
+                if received_beta(exact) != exact:
+                    raise ValueError(
+                        f"SmoothL1Loss node {node.name or '<unnamed>'!r}: the Python op would "
+                        f"run beta={exact!r} as {received_beta(exact)!r} (onnxruntime-extensions "
+                        "passes float attributes with 6 significant digits); use a beta with at "
+                        "most 6 significant digits, the compiled library (custom_op=True) or "
+                        "the function (custom_op=False)"
+                    )
 
 
 def library_path() -> str:

@@ -123,7 +123,12 @@ def inference_session(
     """
     options = options if options is not None else ort.SessionOptions()
     data = _model_bytes(model)
-    check_nodes(model if isinstance(model, onnx.ModelProto) else _parse_or_none(data))
+    parsed = model if isinstance(model, onnx.ModelProto) else _parse_or_none(data)
+    check_nodes(parsed)
+    if custom_op == "python" and parsed is not None:
+        from . import pyop
+
+        pyop.check_model(parsed)
     chosen = _register(options, custom_op)
     session = ort.InferenceSession(
         data, sess_options=options, providers=list(providers or ["CPUExecutionProvider"])
