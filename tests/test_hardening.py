@@ -542,3 +542,21 @@ def test_cli_info_reports_bad_attributes_without_crashing(model_file):
     proc = run_cli("info", model_file(with_attr("reduction", 7, with_attr("beta", "x"))))
     assert proc.returncode == 0, proc.stderr
     assert "beta=b'x'" in proc.stdout or "beta=x" in proc.stdout
+
+
+@needs_pyop
+def test_python_op_beta_exact_or_refused():
+    """onnxruntime-extensions passes FLOAT attributes as %g text (6 significant digits): a beta
+    like 0.3 must still be used as the attribute's exact float32 value (float64 parity 1e-12),
+    and a beta the text cannot carry (123456.789f arrives as 123457) must be refused."""
+    from onnx_smoothl1 import oracle
+
+    x = np.array([0.1, 0.29, 0.31, 5.0, 1e5, 2e5]); y = np.zeros(6)
+    for beta in (0.3, 7.5, 1e-30):
+        session = sl1.inference_session(sl1.make_model(beta=beta, reduction="none", dtype="float64"),
+                                        custom_op="python")
+        out = runtime.run(session, {"input": x, "target": y})[0]
+        ref = oracle.reference(x, y, beta=beta, reduction="none")
+        assert oracle.compare(out, ref, dtype="float64", reduction="none").ok, (beta, out, ref)
+    with pytest.raises(ValueError, match="would run beta=123456.7890625 as 123457.0"):
+        sl1.inference_session(sl1.make_model(beta=123456.789, dtype="float64"), custom_op="python")
