@@ -41,12 +41,20 @@ asan: $(STAMP) $(if $(shell command -v cmake 2>/dev/null),,$(VENV)/bin/cmake)
 	$(CMAKE) -S . -B build/asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DONNX_SMOOTHL1_SANITIZE=ON \
 	  -DONNX_SMOOTHL1_REQUIRE_OPS=ON -DONNX_SMOOTHL1_COPY_TO_SOURCE=OFF -DONNX_SMOOTHL1_BUILD_TESTS=ON
 	$(CMAKE) --build build/asan -j2
-	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 build/asan/custom_op/smooth_l1_cpu_test | tail -n 1
-	LD_PRELOAD="$$($(CXX) -print-file-name=libasan.so)" \
-	  ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=0:exitcode=86 \
-	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 build/asan/custom_op/smooth_l1_cpu_test \
+	  > build/asan/cxx-test.log 2>&1 || { cat build/asan/cxx-test.log; exit 1; }
+	tail -n 1 build/asan/cxx-test.log
+	@# libstdc++ is preloaded too: python does not link it, and ASan's __cxa_throw
+	@# interceptor must resolve it at start-up (onnxruntime throws C++ exceptions).
+	rm -f build/asan/asan-report.* build/asan/ubsan-report.*
+	LD_PRELOAD="$$($(CXX) -print-file-name=libasan.so) $$($(CXX) -print-file-name=libstdc++.so)" \
+	  ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:exitcode=86:log_path=$(abspath build/asan/asan-report) \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$(abspath build/asan/ubsan-report) \
 	  ONNX_SMOOTHL1_LIBRARY=$(abspath $(ASAN_LIB)) ONNX_SMOOTHL1_REQUIRE_KERNEL=1 \
-	  $(PY) -m pytest -q -p no:cacheprovider tests/test_kernel_cpu.py -m "not slow"
+	  $(PY) -m pytest -q -p no:cacheprovider tests/test_kernel_cpu.py -m "not slow" \
+	  || { cat build/asan/*-report.* 2>/dev/null; exit 1; }
+	@if ls build/asan/*-report.* >/dev/null 2>&1; then cat build/asan/*-report.*; exit 1; fi
+	@echo "asan: clean (ASan + UBSan, C++ kernel test and tests/test_kernel_cpu.py)"
 
 # The library built on the API-21 headers, run against several onnxruntime releases in
 # throwaway venvs (build/abi/): the kernel parity subset of tests/test_kernel_cpu.py.

@@ -1,0 +1,240 @@
+"""CPU benchmark of SmoothL1Loss: the fused C++ kernel against the function path, torch and
+the read limit.
+
+For N = 2^4 ... 2^26 float32 elements and each reduction, in one process, with
+``intra_op_num_threads`` = 2 (and torch.set_num_threads(2)):
+
+- ``fused``: the custom-op library registered, ORT runs one SmoothL1Loss node;
+- ``function``: the same model without the library, ORT runs the inlined FunctionProto;
+- ``torch``: ``torch.nn.functional.smooth_l1_loss`` on the same arrays (torch.from_numpy);
+- ``read``: ``np.dot(x, y)``, the time to read both inputs once (the issue's read limit);
+- ``abs``: a one-node ORT graph (Abs of x), the floor of ORT's per-Run overhead (N <= 2^16).
+
+Each (N, reduction) measures all paths round-robin (one call of each per round, so a
+background load hits them alike) and reports the median. Prints a table with the ratios
+the issue targets, and writes ``cpu_bench.md``, ``cpu_bench.json`` and ``cpu_bench.png``
+(log-log time vs N) into ``--out``.
+
+    python benchmarks/cpu.py [--out DIR] [--min-log2 4] [--max-log2 26] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+REDUCTIONS = ("mean", "sum", "none")
+PATHS = ("fused", "function", "torch", "read", "abs")
+ABS_MAX_LOG2 = 16
+
+
+def _abs_session(threads: int):
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Abs", ["x"], ["y"])], "abs",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def _round_robin(calls: dict, *, min_reps: int, max_reps: int, budget: float) -> dict[str, float]:
+    """Median seconds per call of each callable, measured in interleaved rounds."""
+    for fn in calls.values():  # warm-up: allocator, thread pool, caches
+        fn()
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    start = time.perf_counter()
+    reps = 0
+    while reps < max_reps and (reps < min_reps or time.perf_counter() - start < budget):
+        for name, fn in calls.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+        reps += 1
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--min-log2", type=int, default=4)
+    parser.add_argument("--max-log2", type=int, default=26)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--budget", type=float, default=1.0, help="seconds per (N, reduction) at least")
+    args = parser.parse_args(argv)
+
+    import onnxruntime as ort
+    import torch
+
+    import onnx_smoothl1 as sl1
+
+    torch.set_num_threads(args.threads)
+    sl1.get_library_path()  # CustomOpUnavailable, saying why, if the kernel is not built
+
+    def session(reduction: str, custom_op: bool):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = args.threads
+        model = sl1.make_model(reduction=reduction, dtype="float32", beta=1.0)
+        return sl1.inference_session(model, custom_op=custom_op, options=options)
+
+    sessions = {(r, k): session(r, k) for r in REDUCTIONS for k in (True, False)}
+    abs_session = _abs_session(args.threads)
+    rng = np.random.default_rng(0)
+    rows = []
+    header = (f"{'log2N':>5} {'reduction':>9} {'fused':>10} {'function':>10} {'torch':>10} "
+              f"{'read':>10} {'abs':>10} | {'fused/read':>10} {'func/fused':>10} "
+              f"{'torch/fused':>11} {'fused/abs':>9}")
+    print(f"onnxruntime {ort.__version__}, torch {torch.__version__}, numpy {np.__version__}, "
+          f"threads {args.threads}, {platform.processor() or platform.machine()}")
+    print(header)
+    print("-" * len(header))
+    for log2n in range(args.min_log2, args.max_log2 + 1):
+        n = 2**log2n
+        x = rng.standard_normal(n, dtype=np.float32)
+        y = (rng.standard_normal(n, dtype=np.float32) * 2).astype(np.float32)
+        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+        feeds = {"input": x, "target": y}
+        for reduction in REDUCTIONS:
+            fused, function = sessions[(reduction, True)], sessions[(reduction, False)]
+            calls = {
+                "fused": lambda s=fused: s.run(None, feeds),
+                "function": lambda s=function: s.run(None, feeds),
+                "torch": lambda r=reduction: torch.nn.functional.smooth_l1_loss(tx, ty, reduction=r, beta=1.0),
+                "read": lambda: np.dot(x, y),
+            }
+            if log2n <= ABS_MAX_LOG2:
+                calls["abs"] = lambda: abs_session.run(None, {"x": x})
+            small = log2n <= 14
+            med = _round_robin(calls, min_reps=20 if small else 3, max_reps=5000 if small else 30,
+                               budget=args.budget if log2n < 24 else 0.0)
+            row = {"log2n": log2n, "n": n, "reduction": reduction, **{k: med.get(k) for k in PATHS}}
+            row["fused_over_read"] = med["fused"] / med["read"]
+            row["function_over_fused"] = med["function"] / med["fused"]
+            row["torch_over_fused"] = med["torch"] / med["fused"]
+            row["fused_over_abs"] = med["fused"] / med["abs"] if "abs" in med else None
+            rows.append(row)
+            print(_fmt_row(row), flush=True)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "onnxruntime": ort.__version__, "torch": torch.__version__, "numpy": np.__version__,
+        "threads": args.threads, "machine": platform.machine(), "dtype": "float32", "beta": 1.0,
+        "command": "python benchmarks/cpu.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
+    (out / "cpu_bench.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    (out / "cpu_bench.md").write_text(_markdown(rows, meta))
+    _plot(rows, out / "cpu_bench.png", args.threads)
+    print()
+    print(_targets(rows))
+    print(f"wrote {out / 'cpu_bench.md'}, {out / 'cpu_bench.json'}, {out / 'cpu_bench.png'}")
+    return 0
+
+
+def _us(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v * 1e6:.1f}us" if v < 1e-3 else f"{v * 1e3:.2f}ms"
+
+
+def _x(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def _fmt_row(r: dict) -> str:
+    return (f"{r['log2n']:>5} {r['reduction']:>9} {_us(r['fused']):>10} {_us(r['function']):>10} "
+            f"{_us(r['torch']):>10} {_us(r['read']):>10} {_us(r['abs']):>10} | "
+            f"{_x(r['fused_over_read']):>10} {_x(r['function_over_fused']):>10} "
+            f"{_x(r['torch_over_fused']):>11} {_x(r['fused_over_abs']):>9}")
+
+
+def _find(rows, log2n, reduction):
+    return next((r for r in rows if r["log2n"] == log2n and r["reduction"] == reduction), None)
+
+
+def _targets(rows) -> str:
+    lines = ["Issue 3 targets (float32, 'mean'):"]
+    r24 = _find(rows, 24, "mean")
+    if r24:
+        lines += [
+            f"  N=2^24 fused / read limit   = {r24['fused_over_read']:.2f}x  (target <= 1.3x)",
+            f"  N=2^24 function / fused     = {r24['function_over_fused']:.2f}x  (target >= 8x)",
+            f"  N=2^24 torch / fused        = {r24['torch_over_fused']:.2f}x  (target >= 2.3x)",
+        ]
+    r4 = _find(rows, 4, "mean")
+    if r4 and r4["fused_over_abs"]:
+        lines.append(f"  N=16   fused / one-node Abs = {r4['fused_over_abs']:.2f}x  (target <= 1.5x)"
+                     f"  [{_us(r4['fused'])} vs {_us(r4['abs'])} per call]")
+    return "\n".join(lines)
+
+
+def _markdown(rows, meta) -> str:
+    lines = [
+        "# CPU benchmark: SmoothL1Loss, float32",
+        "",
+        f"`{meta['command']}` — onnxruntime {meta['onnxruntime']}, torch {meta['torch']}, "
+        f"numpy {meta['numpy']}, {meta['threads']} threads (intra_op_num_threads / "
+        f"torch.set_num_threads), median per call, paths measured round-robin.",
+        "",
+        "```",
+        _targets(rows),
+        "```",
+        "",
+        "| log2 N | reduction | fused | function | torch | read (np.dot) | Abs node | fused/read | function/fused | torch/fused | fused/Abs |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['log2n']} | {r['reduction']} | {_us(r['fused'])} | {_us(r['function'])} | "
+            f"{_us(r['torch'])} | {_us(r['read'])} | {_us(r['abs'])} | {_x(r['fused_over_read'])} | "
+            f"{_x(r['function_over_fused'])} | {_x(r['torch_over_fused'])} | {_x(r['fused_over_abs'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _plot(rows, path: Path, threads: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(REDUCTIONS), figsize=(12, 3.8), sharey=True)
+    styles = {"fused": "o-", "function": "s--", "torch": "^-.", "read": "k:", "abs": "x:"}
+    for ax, reduction in zip(axes, REDUCTIONS):
+        sel = [r for r in rows if r["reduction"] == reduction]
+        for name in PATHS:
+            pts = [(r["n"], r[name]) for r in sel if r[name] is not None]
+            if pts:
+                ax.loglog(*zip(*pts), styles[name], label=name, markersize=3, linewidth=1)
+        ax.set_title(f"reduction='{reduction}'")
+        ax.set_xlabel("N (float32 elements)")
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0].set_ylabel("seconds per call (median)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"SmoothL1Loss on CPU, {threads} threads", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=72)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
