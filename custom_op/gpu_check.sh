@@ -107,6 +107,7 @@ fi
 export PYTHONPATH="/tmp/ortgpu:$ROOT${EXTRA:+:$EXTRA}${PYTHONPATH:+:$PYTHONPATH}"
 LIB=$ROOT/build/gpu/custom_op/libonnx_smoothl1_ops.so
 export ONNX_SMOOTHL1_LIBRARY=$LIB
+export ONNX_SMOOTHL1_REQUIRE_CUDA=1  # tests/test_cuda.py: no CUDA EP / GPU is a failure here
 step "python environment" 120 "$PY" - <<'EOF'
 import importlib, sys
 import torch
@@ -129,18 +130,18 @@ if missing:
 EOF
 
 # --- 2. build the library with the CUDA kernel --------------------------------------------
-ORT_INC=$ROOT/third_party/ort/usr/include/onnxruntime
-GEN=()
-command -v ninja > /dev/null && GEN=(-G Ninja)
-build() {
-  [[ -f "$ORT_INC/onnxruntime_lite_custom_op.h" ]] || { echo "missing $ORT_INC (carry third_party/ort)"; return 1; }
-  [[ -n "$CMAKE" ]] || { echo "no cmake"; return 1; }
-  "$CMAKE" -S "$ROOT" -B "$ROOT/build/gpu" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release \
+export ROOT CMAKE PY
+export ORT_INC=$ROOT/third_party/ort/usr/include/onnxruntime
+export GEN_ARG=""
+command -v ninja > /dev/null && GEN_ARG="-G Ninja"
+# (a command, not a shell function, so that `timeout` can run it)
+if ! step "build (cmake, ONNX_SMOOTHL1_CUDA=ON)" 240 bash -c '
+  [[ -f "$ORT_INC/onnxruntime_lite_custom_op.h" ]] || { echo "missing $ORT_INC: carry third_party/ort"; exit 1; }
+  [[ -n "$CMAKE" ]] || { echo "no cmake on this machine"; exit 1; }
+  "$CMAKE" -S "$ROOT" -B "$ROOT/build/gpu" $GEN_ARG -DCMAKE_BUILD_TYPE=Release \
     -DONNX_SMOOTHL1_CUDA=ON -DONNX_SMOOTHL1_REQUIRE_OPS=ON -DONNX_SMOOTHL1_BUILD_TESTS=ON \
-    -DORT_INCLUDE_DIR="$ORT_INC" -DPython_EXECUTABLE="$(command -v "$PY")" &&
-    "$CMAKE" --build "$ROOT/build/gpu" -j "$(nproc)"
-}
-if ! step "build (cmake, ONNX_SMOOTHL1_CUDA=ON)" 240 build; then
+    -DORT_INCLUDE_DIR="$ORT_INC" &&
+  "$CMAKE" --build "$ROOT/build/gpu" -j "$(nproc)"'; then
   finish
 fi
 
@@ -157,6 +158,6 @@ step "benchmark (benchmarks/gpu.py)" 200 "$PY" benchmarks/gpu.py --out "$RESULTS
 
 # --- 6. raw kernel bandwidth and tuning variants (informational) --------------------------
 step "kernel tuning variants (smooth_l1_cuda_test --bench-only)" 90 \
-  "$ROOT/build/gpu/custom_op/smooth_l1_cuda_test" --bench-only
+  "$ROOT/build/gpu/custom_op/smooth_l1_cuda_test" --require-gpu --bench-only
 
 finish
