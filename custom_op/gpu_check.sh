@@ -160,4 +160,13 @@ step "benchmark (benchmarks/gpu.py)" 200 "$PY" benchmarks/gpu.py --out "$RESULTS
 step "kernel tuning variants (smooth_l1_cuda_test --bench-only)" 90 \
   "$ROOT/build/gpu/custom_op/smooth_l1_cuda_test" --require-gpu --bench-only
 
+# --- 7. memory checker over the launchers (small sizes; informational where absent) ------
+SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+if [[ -n "$SANITIZER" ]]; then
+  step "compute-sanitizer memcheck (smooth_l1_cuda_test --quick)" 120 \
+    "$SANITIZER" --tool memcheck --error-exitcode 3 "$ROOT/build/gpu/custom_op/smooth_l1_cuda_test" --require-gpu --quick
+else
+  echo "=== compute-sanitizer not found: memcheck skipped"
+fi
+
 finish

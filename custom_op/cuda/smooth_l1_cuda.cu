@@ -346,12 +346,14 @@ int sm_count(int device, int* out, char* err, size_t err_len) {
 }
 
 // Resident blocks per SM of one kernel (full occupancy), read once per kernel and device.
-template <typename Kernel>
-int blocks_per_sm(Kernel kernel, int device, int* out, char* err, size_t err_len) {
+// Keyed by the kernel itself (not its signature), so the grid, and with it the summation
+// order, depends only on the kernel, the device and n: never on which kernel ran first.
+template <auto Kernel>
+int blocks_per_sm(int device, int* out, char* err, size_t err_len) {
   static std::atomic<int> cache[kMaxDevices];
   int v = cache[device].load(std::memory_order_relaxed);
   if (v <= 0) {
-    SL1_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&v, kernel, kThreads, 0));
+    SL1_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&v, Kernel, kThreads, 0));
     if (v <= 0) v = 1;
     cache[device].store(v, std::memory_order_relaxed);
   }
@@ -376,8 +378,8 @@ struct Launch {
   size_t err_len;
 };
 
-template <typename Kernel>
-int grid_for(const Launch& L, Kernel kernel, int64_t work_blocks, int* grid) {
+template <auto Kernel>
+int grid_for(const Launch& L, int64_t work_blocks, int* grid) {
   char* err = L.err;
   size_t err_len = L.err_len;
   int device = 0;
@@ -386,7 +388,7 @@ int grid_for(const Launch& L, Kernel kernel, int64_t work_blocks, int* grid) {
   if (sm_count(device, &sms, err, err_len)) return 1;
   if (L.tuning && L.tuning->blocks_per_sm > 0) {
     per_sm = L.tuning->blocks_per_sm;
-  } else if (blocks_per_sm(kernel, device, &per_sm, err, err_len)) {
+  } else if (blocks_per_sm<Kernel>(device, &per_sm, err, err_len)) {
     return 1;
   }
   int64_t g = static_cast<int64_t>(sms) * per_sm;
@@ -410,11 +412,11 @@ int run_typed(const Launch& L) {
     if (n == 0 && !L.grid_only) return 0;
     int grid = 0;
     if (L.contiguous) {
-      if (grid_for(L, none_contig<T, C, L1>, (n / V + kThreads - 1) / kThreads, &grid)) return 1;
+      if (grid_for<none_contig<T, C, L1>>(L, (n / V + kThreads - 1) / kThreads, &grid)) return 1;
       if (L.grid_only) return *L.grid_only = grid, 0;
       none_contig<T, C, L1><<<grid, kThreads, 0, L.stream>>>(x, y, out, n, L.params);
     } else {
-      if (grid_for(L, none_strided<T, C, L1>, (n + kThreads - 1) / kThreads, &grid)) return 1;
+      if (grid_for<none_strided<T, C, L1>>(L, (n + kThreads - 1) / kThreads, &grid)) return 1;
       if (L.grid_only) return *L.grid_only = grid, 0;
       none_strided<T, C, L1><<<grid, kThreads, 0, L.stream>>>(x, y, out, *L.plan, L.params);
     }
@@ -424,9 +426,9 @@ int run_typed(const Launch& L) {
   int grid = 0;
   if (n > 0) {
     if (L.contiguous) {
-      if (grid_for(L, reduce_contig<T, C, L1>, (n / V + kThreads - 1) / kThreads, &grid)) return 1;
+      if (grid_for<reduce_contig<T, C, L1>>(L, (n / V + kThreads - 1) / kThreads, &grid)) return 1;
     } else {
-      if (grid_for(L, reduce_strided<T, C, L1>, (n + kThreads - 1) / kThreads, &grid)) return 1;
+      if (grid_for<reduce_strided<T, C, L1>>(L, (n + kThreads - 1) / kThreads, &grid)) return 1;
     }
   }
   if (L.grid_only) return *L.grid_only = grid, 0;
