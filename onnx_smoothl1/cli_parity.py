@@ -13,9 +13,31 @@ def _split(values: list[str] | None) -> list[str] | None:
     return [v for item in values for v in item.split(",") if v]
 
 
+class UsageError(ValueError):
+    """A user mistake. A ValueError, so ``cli.main`` reports it (exit 2) even when it runs
+    as ``python -m onnx_smoothl1.cli``, where cli.py's own UsageError is another class."""
+
+
+def _load_model(path: str):
+    from . import cli
+
+    try:
+        return cli._load_model(path)
+    except Exception as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _load_npy(path: str, arg: str):
+    from . import cli
+
+    try:
+        return cli._load_npy(path, arg)
+    except Exception as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _cmd_parity(args: argparse.Namespace) -> None:
     from . import parity, spec
-    from .cli import UsageError, _load_model, _load_npy
 
     paths = _split(args.paths)
     if paths:
@@ -63,8 +85,6 @@ def _write(path: str, text: str) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
-    from .cli import UsageError
-
     root = Path(args.root) if args.root else Path(__file__).resolve().parent.parent
     if not (root / "benchmarks").is_dir():
         raise UsageError(f"no benchmarks/ directory under {root} (run from a source checkout or pass --root)")

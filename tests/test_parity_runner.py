@@ -1,0 +1,270 @@
+"""The cross-runtime parity runner (``onnx_smoothl1.parity`` / ``onnx-smoothl1 parity``).
+
+Runs the quick grid once through every path available here (module-scoped), and checks the
+report, the CLI (``--report``, ``--model``, ``--inputs``), and that unavailable paths are
+reported as unsupported with their reason rather than failing.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import onnx_smoothl1 as sl1
+from onnx_smoothl1 import parity
+from onnx_smoothl1.model import ir_version_for
+
+from conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def quick_report() -> parity.Report:
+    return parity.run_grid(quick=True)
+
+
+def test_quick_grid_passes_for_every_available_path(quick_report):
+    assert quick_report.ok, quick_report.text()
+    # The paths that are always available in the test environment really ran and passed.
+    for path in ("ort-function", "onnx-reference"):
+        for dtype in parity.DTYPES:
+            cell = quick_report.cells[path, dtype]
+            assert cell.status == parity.PASS, (path, dtype, cell.summary())
+            assert cell.count(parity.PASS) == len(cell.results)
+
+
+def test_every_path_is_in_the_matrix_with_a_verdict_or_reason(quick_report):
+    assert quick_report.paths == list(parity.PATHS)
+    for (path, dtype), cell in quick_report.cells.items():
+        assert len(cell.results) == len(quick_report.cases) // len(parity.DTYPES)
+        if cell.status == parity.UNSUPPORTED:
+            assert cell.reasons(), (path, dtype)
+            assert all(reason.strip() for reason in cell.reasons())
+        for r in cell.results:
+            if r.status == parity.UNSUPPORTED:
+                assert r.detail, (path, dtype, r.case.label)
+
+
+def test_kernel_path_runs_when_the_library_is_built(quick_report):
+    cell = quick_report.cells["ort-kernel", "float32"]
+    if sl1.runtime._library_candidate()[0] is None:
+        assert cell.status == parity.UNSUPPORTED
+        assert "library" in next(iter(cell.reasons()))
+    else:
+        assert cell.status == parity.PASS, cell.summary()
+
+
+def test_python_op_refuses_half_types_as_unsupported(quick_report):
+    if parity.PythonOpPath().unavailable is not None:
+        pytest.skip("Python op not available here")
+    for dtype in ("float16", "bfloat16"):
+        cell = quick_report.cells["python-op", dtype]
+        assert cell.status == parity.UNSUPPORTED
+        assert dtype in next(iter(cell.reasons()))
+    assert quick_report.cells["python-op", "float32"].status == parity.PASS
+
+
+def test_grid_cases_cover_the_spec_corners():
+    cases = parity.grid()
+    shapes = {parity.SHAPES[c.shape] for c in cases}
+    assert ((), ()) in shapes  # rank 0
+    assert any(0 in sx for sx, _ in shapes)  # empty
+    assert any(sx != sy for sx, sy in shapes)  # broadcasting
+    assert {c.beta for c in cases} >= {0.0, 1.0}
+    assert {c.reduction for c in cases} == set(sl1.REDUCTIONS)
+    assert {c.dtype for c in cases} == set(parity.DTYPES)
+    # Documented size (README): 9 shapes x 4 dtypes x 4 betas x 3 reductions.
+    assert len(cases) == 432
+    x, y = parity.make_inputs(parity.Case("nonfinite", "float32", 1.0, "none"))
+    assert np.isnan(x).any() and np.isinf(x).any() and np.isnan(y).any()
+
+
+def test_report_markdown_and_json(quick_report):
+    md = quick_report.markdown()
+    assert md.startswith("# SmoothL1Loss parity report")
+    assert "| path | float16 | bfloat16 | float32 | float64 |" in md
+    for path in parity.PATHS:
+        assert f"| {path} |" in md
+    assert "every supported cell passes" in md
+    data = quick_report.to_json()
+    assert data["ok"] is True
+    json.dumps(data, default=float)
+
+
+def test_cli_parity_writes_markdown_report(tmp_path):
+    report = tmp_path / "parity.md"
+    out = tmp_path / "parity.json"
+    proc = run_cli(
+        "parity", "--quick", "--dtypes", "float32", "--paths", "torch", "ort-function",
+        "onnx-reference", "--report", str(report), "--json", str(out),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "OK: every supported cell passes" in proc.stdout
+    text = report.read_text()
+    assert "| ort-function | PASS" in text and "| float32 |" in text
+    assert json.loads(out.read_text())["ok"] is True
+
+
+def test_cli_parity_rejects_unknown_names():
+    proc = run_cli("parity", "--paths", "nope")
+    assert proc.returncode == 2 and "unknown" in proc.stderr
+    proc = run_cli("parity", "--dtypes", "int32")
+    assert proc.returncode == 2 and "dtypes" in proc.stderr
+
+
+def test_unavailable_paths_are_reported_with_reasons(monkeypatch):
+    monkeypatch.setenv(parity.DISABLE_ENV, "openvino,tract")
+    monkeypatch.setenv(sl1.runtime.LIBRARY_ENV, "/nonexistent/libonnx_smoothl1_ops.so")
+    report = parity.run_grid(
+        ["float32"], shapes=["odd"], betas=[1.0],
+        paths=["ort-function", "ort-kernel", "openvino", "tract"],
+    )
+    assert report.ok
+    assert report.cells["ort-function", "float32"].status == parity.PASS
+    for path in ("openvino", "tract"):
+        cell = report.cells[path, "float32"]
+        assert cell.status == parity.UNSUPPORTED
+        assert cell.reasons() == {f"disabled by {parity.DISABLE_ENV}": 3}
+        assert f"unsupported: disabled by {parity.DISABLE_ENV}" in report.markdown()
+    kernel = report.cells["ort-kernel", "float32"]
+    assert kernel.status == parity.UNSUPPORTED
+    assert "/nonexistent/" in next(iter(kernel.reasons()))
+
+
+def test_missing_package_is_reported(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a)
+    )
+    assert parity.OpenVinoPath().unavailable == (
+        "openvino is not installed (pip install 'onnx-smoothl1[runtimes]')"
+    )
+
+
+def test_failures_are_detected_and_exit_nonzero(monkeypatch):
+    # A path that is off by 1% must fail the cell (the runner is not vacuous).
+    class Broken(parity.OrtFunctionPath):
+        name = "broken"
+
+        def run_case(self, case, x, y):
+            out = super().run_case(case, x, y)
+            return (out.astype(np.float64) * 1.01).astype(out.dtype)
+
+    monkeypatch.setitem(parity.PATHS, "broken", Broken)
+    report = parity.run_grid(["float32"], shapes=["odd"], betas=[1.0], paths=["broken"])
+    assert not report.ok
+    assert report.cells["broken", "float32"].status == parity.FAIL
+    assert "FAILED" in report.text() and "## Failures" in report.markdown()
+
+
+def test_runtime_errors_of_our_paths_are_failures(monkeypatch):
+    class Raising(parity.OrtFunctionPath):
+        name = "raising"
+
+        def run_case(self, case, x, y):
+            raise RuntimeError("boom")
+
+    monkeypatch.setitem(parity.PATHS, "raising", Raising)
+    report = parity.run_grid(["float64"], shapes=["rank0"], betas=[1.0], paths=["raising"])
+    assert not report.ok
+    assert report.failures()[0].detail == "error: boom"
+
+
+def test_crashing_worker_is_contained():
+    # The tract worker runs in a subprocess: a process abort there is reported, not fatal.
+    worker = parity._Worker()
+    try:
+        worker._proc.kill()
+        status, detail = worker.call((b"", []))
+    finally:
+        worker.close()
+    assert status == "crash" and "exit code" in detail
+
+
+def _two_node_model(path) -> None:
+    dt = TensorProto.FLOAT
+    graph = helper.make_graph(
+        [
+            helper.make_node("Mul", ["pred", "scale"], ["scaled"]),
+            sl1.make_node("scaled", "target", "loss_a", beta=0.5, reduction="mean", name="a"),
+            sl1.make_node("pred", "target", "loss_b", beta=0.0, reduction="none", name="b"),
+        ],
+        "two_losses",
+        [
+            helper.make_tensor_value_info("pred", dt, ["batch", 4]),
+            helper.make_tensor_value_info("target", dt, ["batch", 4]),
+            helper.make_tensor_value_info("scale", dt, []),
+        ],
+        [
+            helper.make_tensor_value_info("loss_a", dt, []),
+            helper.make_tensor_value_info("loss_b", dt, ["batch", 4]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    sl1.attach_function(model)
+    model.ir_version = ir_version_for(model)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+
+
+def test_model_api_on_a_two_node_model(tmp_path):
+    path = tmp_path / "two.onnx"
+    _two_node_model(path)
+    result = parity.run_model_file(path)
+    assert result.ok, result.text()
+    ran = {p: r for p, r in result.results.items() if not isinstance(r, str)}
+    assert {"ort-function", "onnx-reference"} <= set(ran)
+    for outputs in ran.values():
+        assert outputs[0].shape == () and outputs[1].shape == (parity.SYMBOLIC_DIM, 4)
+    assert result.largest is not None and result.largest[1] <= 1e-5
+    assert result.results["torch"].startswith("unsupported")
+
+
+def test_cli_model_with_inputs(tmp_path, tmp_npy):
+    path = tmp_path / "two.onnx"
+    _two_node_model(path)
+    rng = np.random.default_rng(1)
+    pred = tmp_npy("pred.npy", rng.standard_normal((5, 4)).astype(np.float32))
+    scale = tmp_npy("scale.npy", np.float32(3.0))
+    report = tmp_path / "model.md"
+    proc = run_cli(
+        "parity", "--model", str(path), "--inputs", f"pred={pred}", f"scale={scale}",
+        "--report", str(report),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "largest difference between paths" in proc.stdout
+    # The batch dimension bound by the given input reaches the random one.
+    assert "float32[5, 4]" in proc.stdout
+    assert "| ort-function | ran:" in report.read_text()
+
+
+def test_cli_model_bad_inputs(tmp_path, tmp_npy):
+    path = tmp_path / "two.onnx"
+    _two_node_model(path)
+    bad = tmp_npy("bad.npy", np.zeros((5, 4), np.float64))
+    proc = run_cli("parity", "--model", str(path), "--inputs", f"pred={bad}")
+    assert proc.returncode == 2 and "float32" in proc.stderr
+    proc = run_cli("parity", "--model", str(path), "--inputs", f"nope={bad}")
+    assert proc.returncode == 2 and "not model inputs" in proc.stderr
+    proc = run_cli("parity", "--model", str(path), "--inputs", "pred")
+    assert proc.returncode == 2 and "NAME=FILE.npy" in proc.stderr
+    no_node = tmp_path / "plain.onnx"
+    onnx.save(
+        helper.make_model(
+            helper.make_graph(
+                [helper.make_node("Abs", ["x"], ["y"])], "g",
+                [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+            ),
+            opset_imports=[helper.make_opsetid("", 18)],
+            ir_version=9,
+        ),
+        str(no_node),
+    )
+    proc = run_cli("parity", "--model", str(no_node))
+    assert proc.returncode == 2 and "no onnx_smoothl1::SmoothL1Loss node" in proc.stderr
