@@ -2,7 +2,7 @@
 # The one command for a GPU machine (Hopper, CUDA 13, Python 3.12 with torch; no network):
 # builds the custom-op library with the CUDA kernel, runs the standalone launcher test, the
 # CUDA pytest suite (`pytest -m cuda tests/test_cuda.py`) and the GPU benchmark, and writes
-# everything to one log: $OUT/gpu_check.log when OUT is set, else ./gpu_check.log.
+# everything to one log: $OUT/gpu_check.log when OUT is set, else build/gpu/gpu_check.log.
 #
 #   bash custom_op/gpu_check.sh          (or: make gpu-check)
 #
@@ -19,7 +19,7 @@
 # used from the checkout (PYTHONPATH), the library is built into build/gpu and passed to the
 # tests through ONNX_SMOOTHL1_LIBRARY. Each step has a time limit within an overall budget
 # (GPU_CHECK_BUDGET seconds, default 540) so the log always comes back; the exit status is
-# non-zero when any step failed. Output files ($OUT or build/gpu/results): gpu_check.log,
+# non-zero when any step failed (the last two, informational, may be skipped for time). Output files ($OUT or build/gpu/results): gpu_check.log,
 # gpu_bench.json, gpu_bench.png.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +27,8 @@ ROOT=$PWD
 RESULTS=${OUT:-$ROOT/build/gpu/results}
 mkdir -p "$RESULTS"
 LOG=${OUT:+$OUT/gpu_check.log}
-LOG=${LOG:-$ROOT/gpu_check.log}
+LOG=${LOG:-$ROOT/build/gpu/gpu_check.log}  # build/ is git-ignored
+mkdir -p "$(dirname "$LOG")"
 export PYTHONUNBUFFERED=1
 if [[ -z "${GPU_CHECK_LOGGING:-}" ]]; then  # re-run under tee: one log, also on stdout
   GPU_CHECK_LOGGING=1 bash "$0" "$@" 2>&1 | tee "$LOG"
@@ -51,7 +52,7 @@ step() {
   if ((limit < 15)); then
     echo "=== $name: SKIPPED (budget spent)"
     SUMMARY+=("SKIPPED  $name (budget spent)")
-    FAILED=1
+    [[ -n "${STEP_OPTIONAL:-}" ]] || FAILED=1
     return 1
   fi
   echo
@@ -157,13 +158,13 @@ step "pytest -m cuda tests/test_cuda.py" 300 \
 step "benchmark (benchmarks/gpu.py)" 200 "$PY" benchmarks/gpu.py --out "$RESULTS"
 
 # --- 6. raw kernel bandwidth and tuning variants (informational) --------------------------
-step "kernel tuning variants (smooth_l1_cuda_test --bench-only)" 90 \
+STEP_OPTIONAL=1 step "kernel tuning variants (smooth_l1_cuda_test --bench-only)" 90 \
   "$ROOT/build/gpu/custom_op/smooth_l1_cuda_test" --require-gpu --bench-only
 
 # --- 7. memory checker over the launchers (small sizes; informational where absent) ------
 SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
 if [[ -n "$SANITIZER" ]]; then
-  step "compute-sanitizer memcheck (smooth_l1_cuda_test --quick)" 120 \
+  STEP_OPTIONAL=1 step "compute-sanitizer memcheck (smooth_l1_cuda_test --quick)" 120 \
     "$SANITIZER" --tool memcheck --error-exitcode 3 "$ROOT/build/gpu/custom_op/smooth_l1_cuda_test" --require-gpu --quick
 else
   echo "=== compute-sanitizer not found: memcheck skipped"
