@@ -13,7 +13,7 @@ import onnx.inliner
 
 from . import spec
 from .function import attach_function
-from .model import ir_version_for
+from .model import _ranked_twin, ir_version_for
 
 
 def _domains_used(graph: onnx.GraphProto, into: set[str]) -> set[str]:
@@ -98,5 +98,7 @@ def inline(model: onnx.ModelProto, *, fold: bool = True, check: bool = True) -> 
         _drop_unused_initializers(out.graph)  # conditions of the If nodes folded away
     out.ir_version = ir_version_for(out)
     if check:
-        onnx.checker.check_model(out, full_check=True)
+        # The checker rejects main-graph inputs of unknown rank (make_model's "any rank"
+        # models, models/*.onnx); check their rank-1 twin, as make_model does.
+        onnx.checker.check_model(_ranked_twin(out), full_check=True)
     return out
