@@ -164,7 +164,10 @@ def _cmd_fuse(args: argparse.Namespace) -> None:
 
     model = _load_model(args.input)
     before = len(model.graph.node)
-    fused, count = fuse(model, l1=args.l1)
+    try:
+        fused, count = fuse(model, l1=args.l1)
+    except Exception as exc:  # a malformed model trips onnx_ir / the rewriter / the checker
+        raise UsageError(f"IN: cannot fuse {args.input}: {_root_cause(exc)}") from exc
     _save(fused, args.output)
     print(f"fused {count} loss(es): {before} -> {len(fused.graph.node)} nodes; wrote {args.output}")
 
@@ -173,7 +176,10 @@ def _cmd_inline(args: argparse.Namespace) -> None:
     from .inline import inline
 
     model = _load_model(args.input)
-    out = inline(model, fold=not args.no_fold)
+    try:
+        out = inline(model, fold=not args.no_fold)
+    except Exception as exc:  # a malformed model trips the inliner / optimizer / checker
+        raise UsageError(f"IN: cannot inline {args.input}: {_root_cause(exc)}") from exc
     _save(out, args.output)
     print(f"inlined: {len(model.graph.node)} -> {len(out.graph.node)} nodes, no {spec.DOMAIN} "
           f"domain; wrote {args.output}")
