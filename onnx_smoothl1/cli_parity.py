@@ -88,11 +88,13 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     root = Path(args.root) if args.root else Path(__file__).resolve().parent.parent
     if not (root / "benchmarks").is_dir():
         raise UsageError(f"no benchmarks/ directory under {root} (run from a source checkout or pass --root)")
-    sys.path.insert(0, str(root))
-    try:
-        from benchmarks import report
-    finally:
-        sys.path.pop(0)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_smoothl1_bench_report", root / "benchmarks" / "report.py")
+    if spec is None or spec.loader is None or not (root / "benchmarks" / "report.py").is_file():
+        raise UsageError(f"{root / 'benchmarks' / 'report.py'} not found")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
     code = report.main(
         root=root,
         quick=args.quick,
