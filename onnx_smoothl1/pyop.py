@@ -116,7 +116,19 @@ def _op_body(input, target, beta=spec.DEFAULT_BETA, reduction=spec.DEFAULT_REDUC
     # ("%g": 0.3f arrives as 0.3, 123456.789f as 123457.0). The attribute is a float32, so
     # rounding the text back to float32 recovers it exactly whenever that round trip holds,
     # which ``check_model`` makes sure of before a session is created.
-    return smooth_l1_loss(input, target, beta=float(np.float32(beta)), reduction=reduction)
+    try:
+        return smooth_l1_loss(input, target, beta=float(np.float32(beta)), reduction=reduction)
+    except Exception as exc:
+        # Raising here would abort the whole process: onnxruntime-extensions rethrows any
+        # Python exception through C++ (std::terminate). inference_session validates the
+        # attributes and runtime.run the shapes of graph inputs beforehand; what still gets
+        # here (e.g. unbroadcastable intermediate tensors) yields NaN and a warning instead.
+        import warnings
+
+        warnings.warn(f"onnx_smoothl1 Python op: {exc}; returning NaN", RuntimeWarning, stacklevel=1)
+        x = np.asarray(input)
+        shape = x.shape if reduction in ("none", b"none") else ()
+        return np.full(shape, np.nan, dtype=x.dtype if x.dtype.kind == "f" else np.float32)
 
 
 def received_beta(beta: float) -> float:

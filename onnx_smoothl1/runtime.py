@@ -134,6 +134,13 @@ def inference_session(
         data, sess_options=options, providers=list(providers or ["CPUExecutionProvider"])
     )
     session.smoothl1_path = chosen  # type: ignore[attr-defined]
+    if chosen == "python-op" and parsed is not None:
+        # The Python op cannot raise (onnxruntime-extensions aborts the process on any
+        # exception from a Python op), so ``run`` checks the shapes it can see beforehand.
+        session.smoothl1_input_pairs = [  # type: ignore[attr-defined]
+            (n.input[0], n.input[1]) for n in parsed.graph.node
+            if (n.domain, n.op_type) == (spec.DOMAIN, spec.OP_TYPE) and len(n.input) == 2
+        ]
     return session
 
 
@@ -296,6 +303,16 @@ def run(
     Only CPU-resident outputs are supported (copy device outputs yourself).
     """
     names = list(outputs) if outputs is not None else [o.name for o in session.get_outputs()]
+    for a, b in getattr(session, "smoothl1_input_pairs", ()):
+        if a in feeds and b in feeds:
+            shape_a, shape_b = np.shape(feeds[a]), np.shape(feeds[b])
+            try:
+                np.broadcast_shapes(shape_a, shape_b)
+            except ValueError:
+                raise ValueError(
+                    f"SmoothL1Loss inputs {a!r} {shape_a} and {b!r} {shape_b} cannot be broadcast "
+                    "together"
+                ) from None
     values = session.run_with_ort_values(names, {k: _to_ort_value(v) for k, v in feeds.items()})
     return [_to_numpy(v) for v in values]
 
