@@ -560,3 +560,34 @@ def test_python_op_beta_exact_or_refused():
         assert oracle.compare(out, ref, dtype="float64", reduction="none").ok, (beta, out, ref)
     with pytest.raises(ValueError, match="would run beta=123456.7890625 as 123457.0"):
         sl1.inference_session(sl1.make_model(beta=123456.789, dtype="float64"), custom_op="python")
+
+
+@needs_pyop
+def test_python_op_unbroadcastable_shapes_do_not_abort():
+    """Any exception raised inside an onnxruntime-extensions Python op aborts the process
+    (std::terminate). runtime.run refuses unbroadcastable graph inputs before running; a raw
+    session.run (nothing can check first) gets NaN and a RuntimeWarning, not an abort."""
+    proc = run_py(
+        """
+        import sys, warnings, numpy as np
+        import onnx_smoothl1 as sl1
+        from onnx_smoothl1 import runtime
+        s = sl1.inference_session(sl1.make_model(reduction="none"), custom_op="python")
+        x, y = np.ones((2, 3), np.float32), np.ones((3, 2), np.float32)
+        try:
+            runtime.run(s, {"input": x, "target": y})
+            sys.exit("runtime.run did not refuse")
+        except ValueError as exc:
+            print("REFUSED", exc)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = s.run(None, {"input": x, "target": y})[0]
+        assert np.isnan(out).all(), out
+        assert any("cannot be broadcast" in str(w.message) for w in caught), caught
+        print("RAW NAN")
+        """
+    )
+    assert_no_signal(proc)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    assert "REFUSED SmoothL1Loss inputs 'input' (2, 3) and 'target' (3, 2) cannot be broadcast" in proc.stdout
+    assert "RAW NAN" in proc.stdout
