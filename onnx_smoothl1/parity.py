@@ -548,6 +548,7 @@ class _OrtPath(ParityPath):
         super().__init__()
         self._sessions: dict[object, object] = {}
         self._proved: set[str] = set()
+        self._refused: dict[str, str] = {}
 
     def _model_for(self, model: onnx.ModelProto) -> onnx.ModelProto:
         return model
@@ -656,6 +657,8 @@ class OrtCudaPath(_OrtPath):
 
     def _prove(self, model, feeds, key):
         dtype = key.dtype if isinstance(key, Case) else "model"
+        if dtype in self._refused:
+            raise Unsupported(self._refused[dtype])
         if dtype in self._proved:
             return
         events = _profile_providers(model, feeds, list(self.providers), True)
@@ -663,10 +666,11 @@ class OrtCudaPath(_OrtPath):
         if not placed:
             raise RuntimeError(f"SmoothL1Loss did not run as one node (profile: {events[:8]})")
         if placed != {"CUDAExecutionProvider"}:
-            raise Unsupported(
+            self._refused[dtype] = (
                 f"ORT placed SmoothL1Loss on {', '.join(sorted(placed))}, not CUDA: the library "
                 f"has no CUDA kernel for {dtype} (built without CUDA?)"
             )
+            raise Unsupported(self._refused[dtype])
         self._proved.add(dtype)
 
 

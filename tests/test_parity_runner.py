@@ -268,3 +268,22 @@ def test_cli_model_bad_inputs(tmp_path, tmp_npy):
     )
     proc = run_cli("parity", "--model", str(no_node))
     assert proc.returncode == 2 and "no onnx_smoothl1::SmoothL1Loss node" in proc.stderr
+
+
+def test_cuda_path_detects_a_node_not_placed_on_cuda(monkeypatch):
+    # Pretend onnxruntime has the CUDA EP: ORT then falls back to CPU for the session, the
+    # profile shows SmoothL1Loss on CPUExecutionProvider, and every case of that dtype is
+    # reported unsupported (not silently passed on CPU).
+    import onnxruntime as ort
+
+    if sl1.runtime._library_candidate()[0] is None:
+        pytest.skip("custom-op library not built")
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("real CUDA EP present")
+    real = ort.get_available_providers
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", *real()])
+    report = parity.run_grid(["float32"], shapes=["rank0", "odd"], betas=[1.0], paths=["ort-cuda"])
+    cell = report.cells["ort-cuda", "float32"]
+    assert cell.status == parity.UNSUPPORTED, cell.summary()
+    assert cell.count(parity.UNSUPPORTED) == len(cell.results) == 6
+    assert "not CUDA" in next(iter(cell.reasons()))
