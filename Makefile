@@ -83,3 +83,18 @@ clean:
 .PHONY: gpu-check
 gpu-check:
 	bash custom_op/gpu_check.sh
+
+# Cross-runtime parity over the full grid (README "Parity across runtimes"): every available
+# path vs PyTorch float64; exit 1 if a supported cell fails. Report: benchmarks/results/PARITY.md
+.PHONY: parity version-matrix bench
+parity: $(STAMP) $(LIB)
+	$(VENV)/bin/onnx-smoothl1 parity --report benchmarks/results/PARITY.md
+
+# Core parity subset against several onnxruntime x onnx releases in throwaway venvs (/tmp);
+# VM_COMBOS="1.30.0:1.23.2 1.21.1:1.17.0" picks combinations (scripts/version_matrix.sh).
+version-matrix: $(STAMP) $(LIB)
+	VM_BASE_PYTHON=$(abspath $(PY)) bash scripts/version_matrix.sh $(VM_COMBOS)
+
+# Benchmarks (CPU; GPU too where onnxruntime has the CUDA EP) -> benchmarks/results/REPORT.md
+bench: $(STAMP) $(LIB)
+	$(VENV)/bin/onnx-smoothl1 bench $(BENCH_REPORT_ARGS)
