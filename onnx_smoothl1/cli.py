@@ -90,7 +90,13 @@ def _feed(model: onnx.ModelProto, arrays: Sequence[np.ndarray]) -> dict[str, np.
         raise UsageError(f"model takes {len(inputs)} inputs, got {len(arrays)}")
     feeds: dict[str, np.ndarray] = {}
     for value, array in zip(inputs, arrays):
-        expected = onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
+        elem = value.type.tensor_type.elem_type
+        try:
+            expected = onnx.helper.tensor_dtype_to_np_dtype(elem)
+        except KeyError:
+            raise UsageError(
+                f"input {value.name!r} has element type {elem}, which is not an ONNX tensor type"
+            ) from None
         if expected == NUMPY_DTYPES["bfloat16"] and array.dtype == np.dtype("V2"):
             array = array.view(expected)  # .npy stores ml_dtypes' bfloat16 as raw 2-byte items
         if array.dtype != expected:
