@@ -130,9 +130,15 @@ def inference_session(
 
         pyop.check_model(parsed)
     chosen = _register(options, custom_op)
-    session = ort.InferenceSession(
-        data, sess_options=options, providers=list(providers or ["CPUExecutionProvider"])
-    )
+    try:
+        session = ort.InferenceSession(
+            data, sess_options=options, providers=list(providers or ["CPUExecutionProvider"])
+        )
+    except UnicodeDecodeError as exc:  # onnxruntime quoting corrupt names from the model
+        raise ValueError(
+            f"onnxruntime rejected the model with a message that is not valid UTF-8 (corrupt "
+            f"model bytes?): {exc.object[:300].decode('utf-8', 'replace')}"
+        ) from exc
     session.smoothl1_path = chosen  # type: ignore[attr-defined]
     if chosen == "python-op" and parsed is not None:
         # The Python op cannot raise (onnxruntime-extensions aborts the process on any
