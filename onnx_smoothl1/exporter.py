@@ -145,7 +145,17 @@ def _legacy_symbolics() -> dict[str, Callable]:
     import torch
     from torch.onnx import symbolic_helper
 
-    def _node(g, x, y, beta: float, reduction: int, out_type):
+    def _type(x, dtype=None):
+        """The node's output type: x's (with ``dtype``), rank 0 when reduced."""
+        typ = x.type()
+        if dtype is not None:
+            try:
+                typ = typ.with_dtype(dtype)
+            except RuntimeError:
+                typ = None
+        return typ
+
+    def _node(g, x, y, beta: float, reduction: int, out_type, dtype=None):
         red = _reduction_name(reduction)
         out = g.op(
             f"{spec.DOMAIN}::{spec.OP_TYPE}",
@@ -154,35 +164,54 @@ def _legacy_symbolics() -> dict[str, Callable]:
             beta_f=spec.check_beta(beta),
             reduction_s=red,
         )
-        # The exporter cannot infer a custom node's type; declare it (scalar when reduced).
-        if out_type is not None:
-            out.setType(out_type if red == "none" else out_type.with_sizes([]))
+        # The exporter cannot infer a custom node's type; declare it (rank 0 when reduced).
+        # A reduced loss must have a known type, or the exporter's scalar type analysis
+        # treats it as a Python scalar and casts it to float32 in a following Mul.
+        if red != "none":
+            out.setType(torch._C.TensorType.create_from_tensor(torch.zeros((), dtype=dtype)))
+        elif out_type is not None:
+            out.setType(out_type)
         return out
 
     @symbolic_helper.parse_args("v", "v", "i", "f")
     def smooth_l1_loss(g, x, y, reduction, beta):
-        return _node(g, x, y, beta, reduction, x.type())
+        return _node(g, x, y, beta, reduction, x.type(), _torch_dtype(x))
 
     @symbolic_helper.parse_args("v", "v", "i")
     def l1_loss(g, x, y, reduction):
-        return _node(g, x, y, 0.0, reduction, x.type())
+        return _node(g, x, y, 0.0, reduction, x.type(), _torch_dtype(x))
 
     @symbolic_helper.parse_args("v", "v", "i", "f")
     def huber_loss(g, x, y, reduction, delta):
         if not delta > 0:
             raise ValueError(f"huber_loss delta must be > 0, got {delta}")
-        from torch.onnx._internal.torchscript_exporter import _type_utils
-
-        onnx_type = _type_utils.JitScalarType.from_value(x).onnx_type()
+        onnx_type = int(_onnx_type(x))
         as_double = onnx_type != TensorProto.DOUBLE
         if as_double:
             x = g.op("Cast", x, to_i=TensorProto.DOUBLE)
             y = g.op("Cast", y, to_i=TensorProto.DOUBLE)
-        typ = x.type().with_dtype(torch.float64) if x.type().dim() is not None else None
-        loss = _node(g, x, y, delta, reduction, typ)
-        scale = g.op("Constant", value_t=torch.tensor(_as_float32(delta), dtype=torch.float64))
-        loss = g.op("Mul", loss, scale)
+        loss = _node(g, x, y, delta, reduction, _type(x, torch.float64), torch.float64)
+        if _reduction_name(reduction) == "none":
+            scale = g.op("Constant", value_t=torch.tensor(_as_float32(delta), dtype=torch.float64))
+            loss = g.op("Mul", loss, scale)
+        else:
+            # A rank-0 constant times a rank-0 loss is "scalar * scalar" to the exporter's
+            # scalar type analysis, which then computes it in float32. A 1-element tensor
+            # keeps it float64; Reshape restores rank 0.
+            scale = g.op("Constant", value_t=torch.tensor([_as_float32(delta)], dtype=torch.float64))
+            loss = g.op("Mul", loss, scale)
+            loss = g.op("Reshape", loss, g.op("Constant", value_t=torch.zeros(0, dtype=torch.int64)))
         return g.op("Cast", loss, to_i=onnx_type) if as_double else loss
+
+    def _onnx_type(x):
+        from torch.onnx._internal.torchscript_exporter import _type_utils
+
+        return _type_utils.JitScalarType.from_value(x).onnx_type()
+
+    def _torch_dtype(x):
+        from torch.onnx._internal.torchscript_exporter import _type_utils
+
+        return _type_utils.JitScalarType.from_value(x).dtype()
 
     return {
         "aten::smooth_l1_loss": smooth_l1_loss,
@@ -310,6 +339,58 @@ def _node_dtype(model: onnx.ModelProto) -> str | None:
     return _FLOAT_TYPES[found.pop()]
 
 
+def _fix_output_types(model: onnx.ModelProto, program: Any) -> None:
+    """Cast graph outputs back to the type torch computes, where torch.onnx lost that cast.
+
+    torch.onnx's type-promotion pass runs ops it does not decompose (ours) in "op math": a
+    float16/bfloat16 ``smooth_l1_loss``/``l1_loss`` gets float32 inputs and a cast of its
+    result back to float16. When the loss is a graph output, the ExportedProgram's output
+    signature still names the pre-cast value, so the ONNX graph returns float32 (torch
+    2.13). This restores the cast: producer output renamed, ``Cast`` into the original
+    name, so output names stay as they were.
+    """
+    import torch
+
+    to_onnx = {
+        torch.float16: TensorProto.FLOAT16,
+        torch.bfloat16: TensorProto.BFLOAT16,
+        torch.float32: TensorProto.FLOAT,
+        torch.float64: TensorProto.DOUBLE,
+    }
+    try:
+        from torch.export import graph_signature as gs
+
+        ep = program.exported_program
+        out_node = next(n for n in ep.graph.nodes if n.op == "output")
+        specs = ep.graph_signature.output_specs
+        fx_outs = list(out_node.args[0])
+        expected = [
+            getattr(arg.meta.get("val"), "dtype", None) if hasattr(arg, "meta") else None
+            for spec_, arg in zip(specs, fx_outs)
+            if spec_.kind == gs.OutputKind.USER_OUTPUT
+        ]
+    except Exception:  # pragma: no cover - a torch layout this code does not know
+        return
+    if len(expected) != len(model.graph.output):
+        return
+    graph = model.graph
+    for value, want in zip(graph.output, expected):
+        want_type = to_onnx.get(want)
+        have = value.type.tensor_type.elem_type
+        if want_type is None or have == want_type or have not in _FLOAT_TYPES:
+            continue
+        name, inner = value.name, value.name + "__opmath"
+        for node in graph.node:
+            node.output[:] = [inner if o == name else o for o in node.output]
+            node.input[:] = [inner if i == name else i for i in node.input]
+        for info in graph.value_info:
+            if info.name == name:
+                info.name = inner
+        graph.node.append(onnx.helper.make_node("Cast", [inner], [name], to=want_type,
+                                                name=f"{name}__cast_back"))
+        value.type.tensor_type.elem_type = want_type
+
+
 def finish(model: onnx.ModelProto, mode: Mode = "function") -> onnx.ModelProto:
     """Turn a model with SmoothL1Loss nodes into a ``mode`` model (in place); check it.
 
@@ -384,6 +465,7 @@ def export(
             **kwargs,
         )
         model = program.model_proto
+        _fix_output_types(model, program)
     else:
         if names is None:
             names = _forward_names(module, len(args))
