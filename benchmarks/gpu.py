@@ -8,8 +8,12 @@ process, all data on the GPU (IOBinding on torch's device buffers: no host copie
 - ``torch``: ``torch.nn.functional.smooth_l1_loss`` on the same tensors;
 - ``copy``: a device-to-device copy of the inputs' bytes (2N elements), the bandwidth limit.
 
-Each timing is the median of synchronised calls (call, then ``torch.cuda.synchronize()``,
-which waits for ORT's stream too), so ORT's per-Run overhead is included for the ORT paths.
+Each timing is the median over three batches of back-to-back calls ended by one
+``torch.cuda.synchronize()`` (which waits for ORT's stream too), per call; ORT Runs skip their
+own end-of-Run synchronisation (run option ``disable_synchronize_execution_providers``), so
+ORT's per-Run host overhead overlaps the GPU work as torch's launch overhead does. The op is
+also timed one Run at a time, each synchronised (``op 1x``); the op's effective bandwidth and
+the ratios use the faster of the two (the function path is timed the same way).
 Effective bandwidth counts the bytes a fused pass must move: the two inputs for 'mean'/'sum',
 plus the output for 'none'; the copy counts bytes read + written. Prints a table and the
 issue's targets at 2^28, writes ``gpu_bench.json`` and ``gpu_bench.png`` into ``--out``.
@@ -40,14 +44,34 @@ ONNX_TYPE = {"float16": 10, "bfloat16": 16, "float32": 1, "float64": 11}  # Tens
 REDUCTIONS = ("mean", "sum", "none")
 
 
-def _timeit(fn, sync, *, min_time: float = 0.05, min_reps: int = 5, max_reps: int = 50) -> float:
+def _timeit(fn, sync, *, target: float = 0.05, batches: int = 3, max_reps: int = 200) -> float:
+    """Seconds per call: median over ``batches`` of (``reps`` calls back to back, then one
+    device synchronisation) / reps, with reps sized so that a batch takes about ``target``."""
+    for _ in range(2):
+        fn()
+        sync()
+    t0 = time.perf_counter()
     fn()
     sync()
+    one = time.perf_counter() - t0
+    reps = max(1, min(max_reps, int(target / max(one, 1e-6))))
+    times = []
+    for _ in range(batches):
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        sync()
+        times.append((time.perf_counter() - t0) / reps)
+    return statistics.median(times)
+
+
+def _timeit_each(fn, sync, reps: int = 10) -> float:
+    """Seconds per call, each call synchronised on its own (median)."""
     fn()
     sync()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < max_reps and (len(times) < min_reps or time.perf_counter() - start < min_time):
+    times = []
+    for _ in range(reps):
         t0 = time.perf_counter()
         fn()
         sync()
@@ -64,31 +88,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtypes", default="float32,float16,bfloat16")
     parser.add_argument("--beta", type=float, default=1.0)
     parser.add_argument("--no-function", action="store_true", help="skip the (slow) function path")
+    parser.add_argument("--smoke-test-on-cpu", action="store_true",
+                        help="run the same code on the CPU EP and CPU tensors (checks the script, not the GPU)")
     args = parser.parse_args(argv)
 
     import torch
 
-    if not torch.cuda.is_available():
+    smoke = args.smoke_test_on_cpu
+    dev, ep = ("cpu", "CPUExecutionProvider") if smoke else ("cuda", "CUDAExecutionProvider")
+    if not smoke and not torch.cuda.is_available():
         print("gpu.py: torch sees no CUDA device", file=sys.stderr)
         return 2
     import onnxruntime as ort
 
-    if hasattr(ort, "preload_dlls"):
+    if hasattr(ort, "preload_dlls") and not smoke:
         ort.preload_dlls()
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        print(f"gpu.py: onnxruntime {ort.__version__} has no CUDAExecutionProvider", file=sys.stderr)
+    if ep not in ort.get_available_providers():
+        print(f"gpu.py: onnxruntime {ort.__version__} has no {ep}", file=sys.stderr)
         return 2
     import onnx_smoothl1 as sl1
 
     lib = sl1.get_library_path()
-    props = torch.cuda.get_device_properties(0)
-    gpu = torch.cuda.get_device_name(0)
-    print(f"GPU: {gpu} ({props.multi_processor_count} SMs, {props.total_memory / 2**30:.0f} GiB), "
-          f"torch {torch.__version__} (CUDA {torch.version.cuda}), onnxruntime {ort.__version__}")
+    if smoke:
+        gpu = "CPU (smoke test)"
+        print(f"GPU: none, smoke test on the CPU EP; torch {torch.__version__}, onnxruntime {ort.__version__}")
+    else:
+        props = torch.cuda.get_device_properties(0)
+        gpu = torch.cuda.get_device_name(0)
+        print(f"GPU: {gpu} ({props.multi_processor_count} SMs, {props.total_memory / 2**30:.0f} GiB), "
+              f"torch {torch.__version__} (CUDA {torch.version.cuda}), onnxruntime {ort.__version__}")
     print(f"library: {lib}")
-    print("timing: median of synchronised calls; 'eff' = bytes a fused pass moves / time "
-          "(inputs, + output for 'none'); copy = D2D copy of both inputs' bytes, read+write")
-    sync = torch.cuda.synchronize
+    print("timing: per call, batches of back-to-back calls + one device sync (median of 3); "
+          "'eff' = bytes a fused pass moves / time (inputs, + output for 'none'); "
+          "copy = D2D copy of both inputs' bytes, read+write; 'op q' = Runs queued without ORT's "
+          "end-of-Run sync, 'op 1x' = one synchronised Run at a time; op eff and ratios use the faster")
+    sync = (lambda: None) if smoke else torch.cuda.synchronize
     tdt = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     sizes = list(range(args.min_log2, args.max_log2 + 1, args.step))
@@ -96,20 +130,25 @@ def main(argv: list[str] | None = None) -> int:
     def session(reduction: str, dtype: str, custom_op: bool):
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        if custom_op:
+        if custom_op and not smoke:  # the node must run on the CUDA EP (the CUDA kernel)
             options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
         model = sl1.make_model(beta=args.beta, reduction=reduction, dtype=dtype)
-        return sl1.inference_session(model, providers=["CUDAExecutionProvider"], custom_op=custom_op, options=options)
+        return sl1.inference_session(model, providers=[ep], custom_op=custom_op, options=options)
 
-    def binder(sess, x, y, out, dtype):
+    # Runs are queued like torch's kernels: ORT skips its end-of-Run stream synchronisation
+    # and the timer synchronises the device (ORT's stream included) once per batch.
+    async_run = ort.RunOptions()
+    async_run.add_run_config_entry("disable_synchronize_execution_providers", "1")
+
+    def binder(sess, x, y, out, dtype, run_options=async_run):
         b = sess.io_binding()
-        b.bind_input("input", "cuda", 0, ONNX_TYPE[dtype], tuple(x.shape), x.data_ptr())
-        b.bind_input("target", "cuda", 0, ONNX_TYPE[dtype], tuple(y.shape), y.data_ptr())
-        b.bind_output("loss", "cuda", 0, ONNX_TYPE[dtype], tuple(out.shape), out.data_ptr())
-        return lambda: sess.run_with_iobinding(b)
+        b.bind_input("input", dev, 0, ONNX_TYPE[dtype], tuple(x.shape), x.data_ptr())
+        b.bind_input("target", dev, 0, ONNX_TYPE[dtype], tuple(y.shape), y.data_ptr())
+        b.bind_output("loss", dev, 0, ONNX_TYPE[dtype], tuple(out.shape), out.data_ptr())
+        return lambda: sess.run_with_iobinding(b, run_options)
 
     rows = []
-    header = (f"{'dtype':8} {'red':4} {'N':>6} | {'op us':>9} {'fn us':>9} {'torch us':>9} {'copy us':>9} | "
+    header = (f"{'dtype':8} {'red':4} {'N':>6} | {'op q us':>9} {'op 1x us':>9} {'fn us':>9} {'torch us':>9} {'copy us':>9} | "
               f"{'op eff':>7} {'copy':>7} {'op/copy':>7} | {'torch/op':>8} {'fn/op':>7}")
     for dtype in dtypes:
         sessions = {(r, c): session(r, dtype, c) for r in REDUCTIONS for c in ((True, False) if not args.no_function else (True,))}
@@ -119,19 +158,25 @@ def main(argv: list[str] | None = None) -> int:
         for reduction in REDUCTIONS:
             for k in sizes:
                 n = 2**k
-                gen = torch.Generator(device="cuda").manual_seed(k)
-                x = torch.randn(n, device="cuda", dtype=torch.float32, generator=gen).to(tdt[dtype])
-                y = torch.randn(n, device="cuda", dtype=torch.float32, generator=gen).to(tdt[dtype])
-                out = torch.empty(n if reduction == "none" else (), device="cuda", dtype=tdt[dtype])
-                src = torch.empty(2 * n, device="cuda", dtype=tdt[dtype])
+                gen = torch.Generator(device=dev).manual_seed(k)
+                x = torch.randn(n, device=dev, dtype=torch.float32, generator=gen).to(tdt[dtype])
+                y = torch.randn(n, device=dev, dtype=torch.float32, generator=gen).to(tdt[dtype])
+                out = torch.empty(n if reduction == "none" else (), device=dev, dtype=tdt[dtype])
+                src = torch.empty(2 * n, device=dev, dtype=tdt[dtype])
                 dst = torch.empty_like(src)
                 sync()
-                t_op = _timeit(binder(sessions[(reduction, True)], x, y, out, dtype), sync)
+                t_op_queued = _timeit(binder(sessions[(reduction, True)], x, y, out, dtype), sync)
+                # one Run at a time, ORT's own synchronisation included (what a caller waiting
+                # for each result sees); no RunOptions object (passing one costs host time)
+                t_op_each = _timeit_each(binder(sessions[(reduction, True)], x, y, out, dtype, None), sync)
+                t_op = min(t_op_queued, t_op_each)
                 t_fn = float("nan")
                 if not args.no_function:
                     out_fn = torch.empty_like(out)
                     try:
-                        t_fn = _timeit(binder(sessions[(reduction, False)], x, y, out_fn, dtype), sync, max_reps=20)
+                        fn_session = sessions[(reduction, False)]
+                        t_fn = min(_timeit(binder(fn_session, x, y, out_fn, dtype), sync, max_reps=50),
+                                   _timeit_each(binder(fn_session, x, y, out_fn, dtype, None), sync, reps=5))
                     except Exception as e:  # report, keep benchmarking the rest
                         print(f"  function path failed for {dtype} {reduction}: {str(e).splitlines()[0]}")
                     del out_fn
@@ -141,15 +186,16 @@ def main(argv: list[str] | None = None) -> int:
                 moved = (3 if reduction == "none" else 2) * n * size
                 eff = moved / t_op
                 copy_bw = 2 * (2 * n * size) / t_copy
-                row = dict(gpu=gpu, dtype=dtype, reduction=reduction, log2n=k, n=n, op_s=t_op, function_s=t_fn,
+                row = dict(gpu=gpu, dtype=dtype, reduction=reduction, log2n=k, n=n, op_s=t_op, op_queued_s=t_op_queued, op_each_s=t_op_each, function_s=t_fn,
                            torch_s=t_torch, copy_s=t_copy, op_eff_Bps=eff, copy_Bps=copy_bw,
                            op_over_copy=eff / copy_bw, torch_over_op=t_torch / t_op, function_over_op=t_fn / t_op)
                 rows.append(row)
-                print(f"{dtype:8} {reduction:4} {'2^' + str(k):>6} | {t_op * 1e6:9.1f} {t_fn * 1e6:9.1f} {t_torch * 1e6:9.1f} "
+                print(f"{dtype:8} {reduction:4} {'2^' + str(k):>6} | {t_op_queued * 1e6:9.1f} {t_op_each * 1e6:9.1f} {t_fn * 1e6:9.1f} {t_torch * 1e6:9.1f} "
                       f"{t_copy * 1e6:9.1f} | {eff / 1e12:6.2f}T {copy_bw / 1e12:6.2f}T {eff / copy_bw:7.1%} | "
                       f"{t_torch / t_op:8.2f} {t_fn / t_op:7.2f}", flush=True)
                 del x, y, out, src, dst
-                torch.cuda.empty_cache()
+                if not smoke:
+                    torch.cuda.empty_cache()
         del sessions
 
     # The issue's targets at the largest N.
