@@ -102,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime as ort
 
     if hasattr(ort, "preload_dlls") and not smoke:
-        ort.preload_dlls()
+        try:
+            ort.preload_dlls()
+        except Exception as e:  # torch has loaded most of them already; sessions will tell
+            print(f"onnxruntime.preload_dlls() failed: {e}")
     if ep not in ort.get_available_providers():
         print(f"gpu.py: onnxruntime {ort.__version__} has no {ep}", file=sys.stderr)
         return 2

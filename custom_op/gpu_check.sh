@@ -113,7 +113,10 @@ step "python environment" 120 "$PY" - <<'EOF'
 import importlib, sys
 import torch
 import onnxruntime as ort
-ort.preload_dlls()
+try:
+    ort.preload_dlls()
+except Exception as e:
+    print("onnxruntime.preload_dlls() failed:", e)
 print("torch", torch.__version__, "CUDA", torch.version.cuda, "device", torch.cuda.get_device_name(0))
 print("onnxruntime", ort.__version__, "from", ort.__file__)
 print("providers", ort.get_available_providers())

@@ -71,7 +71,10 @@ def torch_cuda():
     if not torch.cuda.is_available():
         missing("torch sees no CUDA device")
     if hasattr(ort, "preload_dlls"):
-        ort.preload_dlls()  # cuDNN/cuBLAS/CUDA runtime from the nvidia-* wheels torch brings
+        try:  # cuDNN/cuBLAS/CUDA runtime from the nvidia-* wheels torch brings
+            ort.preload_dlls()
+        except Exception as e:  # torch has loaded most of them already; sessions will tell
+            print(f"onnxruntime.preload_dlls() failed: {e}")
     if not sl1.has_custom_op():
         pytest.fail("CUDAExecutionProvider present but the custom-op library is not available")
     return torch
