@@ -19,8 +19,9 @@
 # used from the checkout (PYTHONPATH), the library is built into build/gpu and passed to the
 # tests through ONNX_SMOOTHL1_LIBRARY. Each step has a time limit within an overall budget
 # (GPU_CHECK_BUDGET seconds, default 540) so the log always comes back; the exit status is
-# non-zero when any step failed (the last two, informational, may be skipped for time). Output files ($OUT or build/gpu/results): gpu_check.log,
-# gpu_bench.json, gpu_bench.png.
+# non-zero when any step failed (the last two, informational, may be skipped for time).
+# Output files ($OUT, else build/gpu and build/gpu/results): gpu_check.log, gpu_bench.json,
+# gpu_bench.png.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -153,12 +154,12 @@ fi
 step "launcher test (smooth_l1_cuda_test --require-gpu --big)" 240 \
   "$ROOT/build/gpu/custom_op/smooth_l1_cuda_test" --require-gpu --big
 
-# --- 4. onnxruntime + CUDA EP: parity, determinism, CPU vs CUDA, attributes ---------------
-step "pytest -m cuda tests/test_cuda.py" 300 \
-  "$PY" -m pytest -m cuda tests/test_cuda.py -q -rfEs -p no:cacheprovider --durations=10
-
-# --- 5. benchmark -------------------------------------------------------------------------
+# --- 4. benchmark (before the long pytest run, so a slow test cannot starve it) ----------
 step "benchmark (benchmarks/gpu.py)" 200 "$PY" benchmarks/gpu.py --out "$RESULTS"
+
+# --- 5. onnxruntime + CUDA EP: parity, determinism, CPU vs CUDA, attributes ---------------
+step "pytest -m cuda tests/test_cuda.py" 280 \
+  "$PY" -m pytest -m cuda tests/test_cuda.py -q -rfEs -p no:cacheprovider --durations=10
 
 # --- 6. raw kernel bandwidth and tuning variants (informational) --------------------------
 STEP_OPTIONAL=1 step "kernel tuning variants (smooth_l1_cuda_test --bench-only)" 90 \
