@@ -1,8 +1,9 @@
 """Property tests (hypothesis): every available CPU path agrees with PyTorch.
 
 Paths: onnxruntime running the model-local function, onnx.reference on the same model, the
-fused C++ kernel (when the library is built) and the onnxruntime-extensions Python op (when
-``onnx_smoothl1.pyop`` and onnxruntime-extensions are installed, for the dtypes it supports).
+fused C++ kernel (when the library is built), the onnxruntime-extensions Python op (when
+``onnx_smoothl1.pyop`` and onnxruntime-extensions are installed, for the dtypes it supports)
+and ``onnx_smoothl1.inline``'s standard-op copy of the model in onnxruntime.
 A path that is not available skips with the reason; none passes without running.
 
 Inputs: shapes of rank 0-5 with sizes 0..4 (broadcastable pairs, numpy rules), float16,
@@ -71,11 +72,19 @@ def pyop_dtypes() -> tuple[str, ...]:
     return ("float32", "float64")
 
 
+def _inline_unavailable() -> str | None:
+    if importlib.util.find_spec("onnx_smoothl1.inline") is None:
+        return "onnx_smoothl1.inline does not exist (yet)"
+    return None
+
+
 UNAVAILABLE = {
     "ort-function": None,
     "onnx-reference": None,
     "kernel": _kernel_unavailable(),
     "python-op": _pyop_unavailable(),
+    # inline(model): standard ops only (what OpenVINO/tract run), in onnxruntime
+    "inlined-ort": _inline_unavailable(),
 }
 PATHS = list(UNAVAILABLE)
 
@@ -107,7 +116,16 @@ _SESSIONS = _SessionCache()
 _CUSTOM_OP = {"ort-function": False, "kernel": True, "python-op": "python"}
 
 
+@functools.lru_cache(maxsize=256)
+def inlined(model: bytes) -> bytes:
+    from onnx_smoothl1.inline import inline
+
+    return inline(onnx.load_from_string(model)).SerializeToString()
+
+
 def run_path(path: str, model: bytes, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    if path == "inlined-ort":
+        path, model = "ort-function", inlined(model)
     if path == "onnx-reference":
         with np.errstate(all="ignore"):
             evaluator = _SESSIONS.get(("ref", model), lambda: ReferenceEvaluator(onnx.load_from_string(model)))
@@ -277,3 +295,15 @@ def test_overflow_corner_is_float64_accurate():
     assert np.all(np.isinf(torch_own)), torch_own  # documents PyTorch's float32 overflow
     for path in [p for p in PATHS if not UNAVAILABLE[p] and p != "python-op"]:
         check(path, x, y, 1e30, "none", "float32")
+
+
+@pytest.mark.parametrize("beta", [1.000005, 0.999999, 1e-9, 2.0**-126, 1e-30])
+def test_inline_keeps_betas_near_one_and_tiny(beta):
+    """Regression: inline() once ran onnxscript's optimize(), whose no-op rules match
+    constants approximately and turned Div by beta=1.000005 into Div by 1 and Sub of
+    0.5*beta=5e-10 into Sub of 0."""
+    _require("inlined-ort")
+    b = oracle.as_beta(beta)
+    x = np.array([b, 0.5 * b, 3 * b, 1.0, 2.0]); y = np.zeros(5)
+    for reduction in sl1.REDUCTIONS:
+        check("inlined-ort", x, y, beta, reduction, "float64")
