@@ -86,16 +86,43 @@ def _exact_f32(beta: float) -> bool:
 
 
 # --- element-wise cores: (pattern builder, parameter check) ---------------------------------
-# Each check returns (beta, scale) for the replacement - loss = scale * SmoothL1(beta) - or
-# None when the constants do not fit. scale is None for "no Mul".
+# A core starts from ``d``, a pattern *input* bound to an existing ``Abs(Sub(x, y))``: torch's
+# optimizer merges common subexpressions, so two losses of the same x, y share one ``d``,
+# and an intermediate value used outside a match would block the rewrite. ``x``/``y`` are
+# read from d's producers (``_difference``); the shared Sub/Abs disappear with their last
+# consumer. Each check returns (beta, scale) - loss = scale * SmoothL1(beta), scale None
+# for "no Mul" - or None when the constants do not fit.
 
 
-def _d(op, x, y):
-    return op.Abs(op.Sub(x, y))
+def _difference(d) -> tuple[object, object] | None:
+    """``(x, y)`` if ``d`` is ``Abs(Sub(x, y))`` (main domain), else None."""
+    node = d.producer() if d is not None else None
+    if node is None or node.op_type != "Abs" or node.domain != "":
+        return None
+    sub = node.inputs[0].producer() if node.inputs[0] is not None else None
+    if sub is None or sub.op_type != "Sub" or sub.domain != "" or len(sub.inputs) != 2:
+        return None
+    return sub.inputs[0], sub.inputs[1]
 
 
-def _sl1_div(op, x, y, b1, two, half, b2, hb):
-    d = _d(op, x, y)
+def _difference_cast(d) -> tuple[object, object] | None:
+    """``(x, y)`` if ``d`` is ``Abs(Cast(Sub(x, y)))`` to a float type at least as wide."""
+    node = d.producer() if d is not None else None
+    if node is None or node.op_type != "Abs" or node.domain != "":
+        return None
+    cast = node.inputs[0].producer() if node.inputs[0] is not None else None
+    if cast is None or cast.op_type != "Cast" or cast.domain != "":
+        return None
+    sub = cast.inputs[0].producer() if cast.inputs[0] is not None else None
+    if sub is None or sub.op_type != "Sub" or sub.domain != "" or len(sub.inputs) != 2:
+        return None
+    up, x = cast.outputs[0].dtype, sub.inputs[0].dtype
+    if up is None or x is None or up.name not in _FLOATS or up.itemsize < x.itemsize:
+        return None
+    return sub.inputs[0], sub.inputs[1]
+
+
+def _sl1_div(op, d, b1, two, half, b2, hb):
     return op.Where(op.Less(d, b1), op.Div(op.Mul(op.Pow(d, two), half), b2), op.Sub(d, hb))
 
 
@@ -108,8 +135,7 @@ def _check_sl1_div(b1, two, half, b2, hb, **_):
     return beta, None
 
 
-def _sl1_nodiv(op, x, y, b1, two, half, hb):
-    d = _d(op, x, y)
+def _sl1_nodiv(op, d, b1, two, half, hb):
     return op.Where(op.Less(d, b1), op.Mul(op.Pow(d, two), half), op.Sub(d, hb))
 
 
@@ -121,8 +147,7 @@ def _check_sl1_nodiv(b1, two, half, hb, **_):
     return 1.0, None
 
 
-def _huber_mul(op, x, y, d1, half, hd, d2):
-    d = _d(op, x, y)
+def _huber_mul(op, d, d1, half, hd, d2):
     return op.Where(op.Less(d, d1), op.Mul(op.Mul(d, half), d), op.Mul(op.Sub(d, hd), d2))
 
 
@@ -135,8 +160,7 @@ def _check_huber_mul(d1, half, hd, d2, **_):
     return delta, (None if delta == 1.0 else delta)
 
 
-def _huber_nomul(op, x, y, d1, half, hd):
-    d = _d(op, x, y)
+def _huber_nomul(op, d, d1, half, hd):
     return op.Where(op.Less(d, d1), op.Mul(op.Mul(d, half), d), op.Sub(d, hd))
 
 
@@ -146,35 +170,35 @@ def _check_huber_nomul(d1, half, hd, **_):
     return 1.0, None  # huber with delta 1 is smooth_l1 with beta 1
 
 
-def _l1(op, x, y):
-    return _d(op, x, y)
+def _l1(op, d):
+    return d  # only used under a reduction (a bare d is handled by _L1_BARE)
 
 
 def _check_l1(**_):
     return 0.0, None
 
 
-def _l1_cast(op, x, y):
-    return op.Cast(op.Abs(op.Cast(op.Sub(x, y), _outputs=["up"])), _outputs=["down"])
+def _l1_cast(op, d):
+    # torch's float16 L1: Sub in float16, Abs in float32, Cast back (exact either way).
+    return op.Cast(d, _outputs=["down"])
 
 
-def _check_l1_cast(x, up, down, **_):
-    # torch's float16 L1: Sub in float16, Abs in float32, cast back. Exact either way.
-    if x.dtype is None or down.dtype != x.dtype or up.dtype is None:
-        return None
-    if up.dtype.name not in _FLOATS or up.dtype.itemsize < x.dtype.itemsize:
+def _check_l1_cast(down, x, **_):
+    if x.dtype is None or down.dtype != x.dtype:
         return None
     return 0.0, None
 
 
-_CORES: dict[str, tuple[Callable, Callable]] = {
-    "smooth_l1": (_sl1_div, _check_sl1_div),
-    "smooth_l1_beta1": (_sl1_nodiv, _check_sl1_nodiv),
-    "huber": (_huber_mul, _check_huber_mul),
-    "huber_delta1": (_huber_nomul, _check_huber_nomul),
-    "l1": (_l1, _check_l1),
-    "l1_cast": (_l1_cast, _check_l1_cast),
+#: name -> (pattern, check, how d was formed)
+_CORES: dict[str, tuple[Callable, Callable, Callable]] = {
+    "smooth_l1": (_sl1_div, _check_sl1_div, _difference),
+    "smooth_l1_beta1": (_sl1_nodiv, _check_sl1_nodiv, _difference),
+    "huber": (_huber_mul, _check_huber_mul, _difference),
+    "huber_delta1": (_huber_nomul, _check_huber_nomul, _difference),
+    "l1": (_l1, _check_l1, _difference),
+    "l1_cast": (_l1_cast, _check_l1_cast, _difference_cast),
 }
+
 
 # --- reductions around a core -------------------------------------------------------------
 
@@ -231,10 +255,26 @@ def _dtypes_ok(x, y) -> bool:
     return x.dtype.name in _FLOATS
 
 
+def _replacement(op, x, y, beta: float, scale: float | None, reduction: str):
+    from onnxscript import ir
+
+    kw = {"beta": float(beta), "reduction": reduction, "_domain": spec.DOMAIN}
+    if scale is None:
+        return op.SmoothL1Loss(x, y, **kw)
+    # huber: delta * SmoothL1(beta=delta), in float64 so the result is rounded once.
+    dtype = x.dtype
+    double = ir.DataType.DOUBLE
+    if dtype != double:
+        x, y = op.Cast(x, to=double), op.Cast(y, to=double)
+    loss = op.SmoothL1Loss(x, y, **kw)
+    loss = op.Mul(loss, op.Constant(value=ir.tensor(np.float64(scale))))
+    return loss if dtype == double else op.Cast(loss, to=dtype)
+
+
 def _make_rule(core_name: str, red_name: str):
     from onnxscript.rewriter import pattern
 
-    core, check_params = _CORES[core_name]
+    core, check_params, difference = _CORES[core_name]
     wrap, reduction, keepdims = _REDUCTIONS[red_name]
 
     def target(op, *args):
@@ -243,7 +283,10 @@ def _make_rule(core_name: str, red_name: str):
     target.__signature__ = inspect.signature(core)  # pattern variables = core's parameters
 
     def params(bindings):
-        got = check_params(**bindings)
+        xy = difference(bindings["d"])
+        if xy is None or not _dtypes_ok(*xy):
+            return None
+        got = check_params(x=xy[0], y=xy[1], **bindings)
         if got is None:
             return None
         beta, scale = got
@@ -251,32 +294,45 @@ def _make_rule(core_name: str, red_name: str):
         # the values, so such a loss is left as it is.
         if not _exact_f32(beta) or (scale is not None and not _exact_f32(scale)):
             return None
-        return got
+        return xy, beta, scale
 
-    def condition(context, x, y, **bindings):
-        if not _dtypes_ok(x, y) or not _reduction_nodes_ok(context.nodes, keepdims):
+    def condition(context, **bindings):
+        if not _reduction_nodes_ok(context.nodes, keepdims):
             return False
-        return params({"x": x, "y": y, **bindings}) is not None
+        return params(bindings) is not None
 
-    def replacement(op, x, y, **bindings):
-        from onnxscript import ir
+    def replacement(op, **bindings):
+        (x, y), beta, scale = params(bindings)
+        return _replacement(op, x, y, beta, scale, reduction)
 
-        beta, scale = params({"x": x, "y": y, **bindings})
-        kw = {"beta": float(beta), "reduction": reduction, "_domain": spec.DOMAIN}
-        if scale is None:
-            return op.SmoothL1Loss(x, y, **kw)
-        # huber: delta * SmoothL1(beta=delta), in float64 so the result is rounded once.
-        dtype = x.dtype
-        double = ir.DataType.DOUBLE
-        if dtype != double:
-            x, y = op.Cast(x, to=double), op.Cast(y, to=double)
-        loss = op.SmoothL1Loss(x, y, **kw)
-        loss = op.Mul(loss, op.Constant(value=ir.tensor(np.float64(scale))))
-        return loss if dtype == double else op.Cast(loss, to=dtype)
+    return pattern.RewriteRule(target, replacement, condition, name=f"fuse_{core_name}_{red_name}")
 
-    return pattern.RewriteRule(
-        target, replacement, condition, name=f"fuse_{core_name}_{red_name}"
-    )
+
+def _bare_l1_rules():
+    """``|x - y|`` with no reduction (``l1="all"``), plain and float16-style with Casts."""
+    from onnxscript.rewriter import pattern
+
+    def plain(op, x, y):
+        return op.Abs(op.Sub(x, y))
+
+    def cast(op, x, y):
+        return op.Cast(op.Abs(op.Cast(op.Sub(x, y), _outputs=["up"])), _outputs=["down"])
+
+    def ok_plain(context, x, y, **_):
+        return _dtypes_ok(x, y)
+
+    def ok_cast(context, x, y, up, down, **_):
+        if not _dtypes_ok(x, y) or down.dtype != x.dtype or up.dtype is None:
+            return False
+        return up.dtype.name in _FLOATS and up.dtype.itemsize >= x.dtype.itemsize
+
+    def replace(op, x, y, **_):
+        return _replacement(op, x, y, 0.0, None, "none")
+
+    return [
+        pattern.RewriteRule(cast, replace, ok_cast, name="fuse_l1_cast_none"),
+        pattern.RewriteRule(plain, replace, ok_plain, name="fuse_l1_none"),
+    ]
 
 
 def _rule_sets(l1: L1Mode):
@@ -293,7 +349,7 @@ def _rule_sets(l1: L1Mode):
     sets = [reduced, [_make_rule(c, "none") for c in cores if not c.startswith("l1")]]
     if l1 == "all":
         # Last: |x - y| is also the first step of the smooth_l1 / huber cores.
-        sets.append([_make_rule(c, "none") for c in cores if c.startswith("l1")])
+        sets.append(_bare_l1_rules())
     return [pattern.RewriteRuleSet(rules, commute=True) for rules in sets]
 
 
