@@ -30,7 +30,7 @@ import warnings
 import numpy as np
 import onnx
 import pytest
-from hypothesis import assume, given, note
+from hypothesis import given, note, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from onnx.reference import ReferenceEvaluator
@@ -255,8 +255,14 @@ def test_path_agrees_with_torch(path, case):
     check(path, x, y, beta, reduction, dtype)
 
 
+#: Examples per test relative to the profile's max_examples ("ci": 60, "thorough": 10,000):
+#: the main property gets them all, per-beta and float64 cross-checks a share.
+_PROFILE_EXAMPLES = settings.default.max_examples
+
+
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("beta", SPECIAL_BETAS)
+@settings(max_examples=max(10, _PROFILE_EXAMPLES // 20))
 @given(data=st.data())
 def test_special_betas(path, beta, data):
     """The corner betas (0 = L1, float32 subnormals, 1e-30, 1e30, FLT_MAX) on every dtype."""
@@ -268,6 +274,7 @@ def test_special_betas(path, beta, data):
 
 
 @pytest.mark.parametrize("path", PATHS)
+@settings(max_examples=max(10, _PROFILE_EXAMPLES // 5))
 @given(data=st.data())
 def test_paths_agree_with_each_other_float64(path, data):
     """float64 'none': every path gives the function path's values (NaN where it is NaN)."""
