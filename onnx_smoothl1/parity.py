@@ -594,12 +594,18 @@ class OrtKernelPath(_OrtPath):
     custom_op = True
 
     def _why_unavailable(self):
+        import onnxruntime as ort
+
         from .runtime import CustomOpUnavailable, get_library_path
 
         try:
-            get_library_path()
+            path = get_library_path()
         except CustomOpUnavailable as exc:
             return _first_line(exc, 400)
+        try:  # the library refuses onnxruntime releases older than its API (1.21)
+            ort.SessionOptions().register_custom_ops_library(path)
+        except Exception as exc:
+            return f"the library does not load into onnxruntime {ort.__version__}: {_first_line(exc)}"
         return None
 
     def _prove(self, model, feeds, key):
