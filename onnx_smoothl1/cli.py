@@ -147,11 +147,13 @@ def _cmd_info(args: argparse.Namespace) -> None:
         beta = attrs.get("beta", f"{spec.DEFAULT_BETA} (default)")
         red = attrs.get("reduction", f"{spec.DEFAULT_REDUCTION} (default)")
         if isinstance(red, bytes):
-            red = red.decode()
+            red = red.decode("utf-8", "replace")
         has_fn = (spec.DOMAIN, spec.OP_TYPE) in functions
+        # protobuf hands out strings that are not valid UTF-8 (corrupt files) as bytes
+        text = lambda v: v.decode("utf-8", "replace") if isinstance(v, bytes) else v  # noqa: E731
         print(
-            f"  node {node.name or '<unnamed>'}: {spec.DOMAIN}::{spec.OP_TYPE}"
-            f"({', '.join(node.input)}) -> {', '.join(node.output)}; beta={beta}, "
+            f"  node {text(node.name) or '<unnamed>'}: {spec.DOMAIN}::{spec.OP_TYPE}"
+            f"({', '.join(map(text, node.input))}) -> {', '.join(map(text, node.output))}; beta={beta}, "
             f"reduction={red}, function attached: {'yes' if has_fn else 'no'}"
         )
     print(f"{found} SmoothL1Loss node(s)")
