@@ -475,8 +475,11 @@ def _subprocess_cases() -> list[tuple[str, bytes]]:
     flipped = bytearray(good)
     for pos in range(40, len(flipped), 97):
         flipped[pos] ^= 0x5A
+    non_utf8_name = bytearray(good)
+    non_utf8_name[non_utf8_name.find(b"target")] = 0xFF  # protobuf then hands out bytes
     return [("good", good), ("truncated", good[: len(good) // 3]), ("non-utf8-reduction",
-            bad_attr.SerializeToString()), ("flipped", bytes(flipped))]
+            bad_attr.SerializeToString()), ("flipped", bytes(flipped)),
+            ("non-utf8-name", bytes(non_utf8_name))]
 
 
 def test_fuzz_real_subprocesses(tmp_path):
