@@ -378,6 +378,9 @@ def fuse(model: onnx.ModelProto, *, l1: L1Mode = "reduced") -> FuseResult:
     count = 0
     for rules in _rule_sets(l1):
         count += rules.apply_to_model(ir_model)
+        # The |x - y| a fused core started from is dead now unless something else reads
+        # it; drop it before the next pass could match it again.
+        RemoveUnusedNodesPass()(ir_model)
     if count == 0:
         out = onnx.ModelProto()
         out.CopyFrom(model)

@@ -72,6 +72,8 @@ def smooth_l1_loss(
 def _check_dtypes(dtypes: Iterable[object]) -> list[str]:
     names = []
     for dtype in dtypes:
+        if isinstance(dtype, type) and issubclass(dtype, np.generic):
+            dtype = np.dtype(dtype).name  # np.float16 and friends
         name = spec.check_dtype(dtype)
         if name in _ABORTS:
             raise ValueError(

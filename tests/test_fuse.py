@@ -104,6 +104,7 @@ def test_fuse_plain_torch_export(name):
     fused, count = result
     assert original == before, "fuse must not modify its argument"
     assert count == result.count == prog["losses"]
+    assert sl1.fuse(original, l1="all").count == prog["losses"]  # no double counting of |x-y|
     assert exporter.count_loss_nodes(fused) == prog["losses"]
     assert len(fused.graph.node) < len(original.graph.node)
     assert [(f.domain, f.name) for f in fused.functions] == [(spec.DOMAIN, spec.OP_TYPE)]
