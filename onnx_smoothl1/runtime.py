@@ -239,6 +239,13 @@ def _check_input_types(model: onnx.ModelProto) -> None:
             pass
     allowed = set(spec.DTYPES.values())
     for node in nodes:
+        known = [types[i] for i in node.input[:2] if i in types]
+        if len(known) == 2 and known[0] != known[1] and set(known) <= allowed:
+            raise ValueError(
+                f"SmoothL1Loss node {node.name or '<unnamed>'!r}: input {node.input[0]!r} is "
+                f"{_type_name(known[0])} but target {node.input[1]!r} is {_type_name(known[1])}; "
+                "both must have the same type (the fused kernel and the Python op require it)"
+            )
         for name in node.input:
             elem = types.get(name)
             if elem is not None and elem not in allowed:
