@@ -591,3 +591,14 @@ def test_python_op_unbroadcastable_shapes_do_not_abort():
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     assert "REFUSED SmoothL1Loss inputs 'input' (2, 3) and 'target' (3, 2) cannot be broadcast" in proc.stdout
     assert "RAW NAN" in proc.stdout
+
+
+def test_mixed_input_types_refused_on_every_path():
+    """input float32, target float64: the kernel and the Python op cannot take it (onnxruntime
+    type constraint), so the function path refuses it too: one model, one behaviour."""
+    model = sl1.make_model()
+    model.graph.input[1].type.tensor_type.elem_type = onnx.TensorProto.DOUBLE
+    modes = [False, "auto"] + (["python"] if not pyop_missing() else [])
+    for mode in modes:
+        with pytest.raises(ValueError, match="input 'input' is float but target 'target' is double"):
+            sl1.inference_session(model, custom_op=mode)
