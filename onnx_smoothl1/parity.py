@@ -1031,7 +1031,12 @@ def main():
                     path = os.path.join(tmp, "model.onnx")
                     with open(path, "wb") as f:
                         f.write(model_bytes)
-                    runnables[digest] = tract.onnx().load(path).into_model().into_runnable()
+                    onnx_ = tract.onnx()
+                    if hasattr(onnx_, "load"):  # tract >= 0.22
+                        model = onnx_.load(path).into_model()
+                    else:  # tract 0.21
+                        model = onnx_.model_for_path(path).into_optimized()
+                    runnables[digest] = model.into_runnable()
             outs = runnables[digest].run([np.asarray(a) for a in arrays])
             reply = ("ok", [np.asarray(o.to_numpy()) for o in outs])
         except Exception as exc:

@@ -16,8 +16,10 @@
 #      paths (the parity runner itself)
 # and prints one Markdown row per combination (the README's "Supported versions" table).
 #
-#   scripts/version_matrix.sh [ORT:ONNX ...]
-#   default combinations: see COMBOS below.
+#   scripts/version_matrix.sh [ORT:ONNX[:EXTRA,...] ...]
+#   default combinations: see COMBOS below. EXTRA are more pinned requirements for the venv
+#   (e.g. openvino==2025.0.0,tract==0.21.0); with extras the parity runner also runs the
+#   openvino and tract paths over every dtype.
 #   env: VM_BASE_PYTHON  base interpreter (default: .venv/bin/python, else python3)
 #        VM_DIR          where the throwaway venvs go (default /tmp/onnx-smoothl1-vm)
 #        VM_KEEP=1       keep the venvs (default: removed after each combination)
@@ -36,6 +38,7 @@ COMBOS=(
   1.30.0:1.17.0
   1.30.0:1.16.2   # oldest onnx in pyproject's range
   1.21.1:1.17.0   # oldest onnxruntime with an old onnx
+  1.30.0:1.23.2:openvino==2025.0.0,tract==0.21.0   # oldest runtimes in the [runtimes] extra
 )
 [[ $# -gt 0 ]] && COMBOS=("$@")
 
@@ -51,8 +54,8 @@ KERNEL_K="parity_grid or multiblock or fallback_contract or empty_and_rank0 or u
 base_site=$("$BASE_PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 mkdir -p "$VM_DIR"
 
-rows=("| onnxruntime | onnx | function parity (f32/f64) | kernel subset | parity runner | verdict |"
-      "|---|---|---|---|---|---|")
+rows=("| onnxruntime | onnx | extras | function parity (f32/f64) | kernel subset | parity runner | verdict |"
+      "|---|---|---|---|---|---|---|")
 status=0
 summ() {  # last pytest summary line of a log, trimmed
   grep -E '(passed|failed|error|skipped|no tests ran)' "$1" | tail -n 1 | sed -e 's/=//g' -e 's/^ *//' \
@@ -60,23 +63,25 @@ summ() {  # last pytest summary line of a log, trimmed
 }
 
 for combo in "${COMBOS[@]}"; do
-  ort=${combo%%:*}; onx=${combo##*:}
-  venv="$VM_DIR/ort-$ort-onnx-$onx"
-  log="$VM_DIR/ort-$ort-onnx-$onx.log"
-  echo "== onnxruntime $ort, onnx $onx ($venv)"
+  IFS=: read -r ort onx extra <<<"$combo"
+  extras=(); [[ -n $extra ]] && IFS=, read -r -a extras <<<"$extra"
+  tag="ort-$ort-onnx-$onx${extra:+-${extra//[=,]/_}}"
+  venv="$VM_DIR/$tag"
+  log="$VM_DIR/$tag.log"
+  echo "== onnxruntime $ort, onnx $onx${extra:+, $extra} ($venv)"
   rm -rf "$venv"
   "$BASE_PY" -m venv --without-pip "$venv"
   site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   if ! "$BASE_PY" -m pip install -q --disable-pip-version-check --no-deps --target "$site" \
-        "onnxruntime==$ort" "onnx==$onx" >"$log" 2>&1; then
+        "onnxruntime==$ort" "onnx==$onx" "${extras[@]}" >"$log" 2>&1; then
     tail -n 5 "$log"
-    rows+=("| $ort | $onx | - | - | - | install failed: $(tail -n 1 "$log" | cut -c1-80) |")
+    rows+=("| $ort | $onx | ${extra:--} | - | - | - | install failed: $(tail -n 1 "$log" | cut -c1-80) |")
     status=1; continue
   fi
   echo "import site; site.addsitedir('$base_site')" > "$site/zz_base_venv.pth"
   got=$("$venv/bin/python" -c 'import onnx, onnxruntime as o; print(o.__version__, onnx.__version__)' 2>>"$log")
   if [[ $got != "$ort $onx" ]]; then
-    rows+=("| $ort | $onx | - | - | - | import failed: $(tail -n 1 "$log" | cut -c1-100) |")
+    rows+=("| $ort | $onx | ${extra:--} | - | - | - | import failed: $(tail -n 1 "$log" | cut -c1-100) |")
     echo "   import failed: $(tail -n 1 "$log")"; status=1; continue
   fi
 
@@ -91,15 +96,19 @@ for combo in "${COMBOS[@]}"; do
   else
     kn="library not built"
   fi
-  if "$venv/bin/python" -m onnx_smoothl1.cli parity --quick --dtypes float32 float64 \
-      --paths ort-function ort-kernel onnx-reference >"$log.parity" 2>&1; then
+  if [[ -n $extra ]]; then
+    prargs=(--paths ort-function ort-kernel onnx-reference openvino tract)
+  else
+    prargs=(--dtypes float32 float64 --paths ort-function ort-kernel onnx-reference)
+  fi
+  if "$venv/bin/python" -m onnx_smoothl1.cli parity --quick "${prargs[@]}" >"$log.parity" 2>&1; then
     pr="OK ($(grep -m1 -o '[0-9]* cases' "$log.parity"))"
   else
     ok=0; pr="FAILED: $(tail -n 1 "$log.parity" | cut -c1-80)"
   fi
   verdict=$([[ $ok == 1 ]] && echo "supported" || echo "**fails**")
   [[ $ok == 1 ]] || status=1
-  rows+=("| $ort | $onx | $fn | $kn | $pr | $verdict |")
+  rows+=("| $ort | $onx | ${extra:--} | $fn | $kn | $pr | $verdict |")
   echo "   function: $fn; kernel: $kn; parity: $pr -> $verdict"
   if [[ $ok == 0 ]]; then
     for f in "$log.function" "$log.kernel" "$log.parity"; do
