@@ -126,6 +126,16 @@ def test_launcher_host_checks(cuda_build):
     assert ", 0 failed" in proc.stdout, proc.stdout
 
 
+def test_kernels_emulated_on_cpu(cuda_build):
+    """The kernel checks with every thread's code run on the CPU (block trees emulated):
+    dtypes x reductions x betas, tails, broadcasting, unaligned and strided paths, NaN/inf,
+    run-to-run bit equality, grids of 1 to 64 blocks. No GPU needed."""
+    binary = cuda_build / "custom_op" / "smooth_l1_cuda_test"
+    proc = subprocess.run([str(binary), "--emulate", "--quick"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr
+    assert "emulated:" in proc.stdout and ", 0 failed" in proc.stdout, proc.stdout[-8000:]
+
+
 def test_cuda_build_runs_cpu_kernel(cuda_build, monkeypatch):
     """The CUDA-enabled library loads into a CPU-only onnxruntime and its CPU kernel runs."""
     import onnx_smoothl1 as sl1

@@ -53,14 +53,16 @@ target_compile_definitions(onnx_smoothl1_ops PRIVATE USE_CUDA)
 target_link_libraries(onnx_smoothl1_ops PRIVATE CUDA::cudart_static)
 target_link_options(onnx_smoothl1_ops PRIVATE -Wl,--exclude-libs,ALL)
 
-# The standalone launcher test (custom_op/cuda/test_cuda_kernels.cu): host checks anywhere,
-# kernel checks where a GPU is present (it says SKIP otherwise).
+# The standalone launcher test (custom_op/cuda/test_cuda_kernels.cu, which includes
+# smooth_l1_cuda.cu itself): host checks anywhere, kernel checks where a GPU is present (SKIP
+# otherwise), and with --emulate the kernel checks on the CPU.
 if(ONNX_SMOOTHL1_BUILD_TESTS OR BUILD_TESTING)
-  add_executable(smooth_l1_cuda_test cuda/test_cuda_kernels.cu $<TARGET_OBJECTS:smoothl1_cuda_kernels>)
+  add_executable(smooth_l1_cuda_test cuda/test_cuda_kernels.cu)
   set_target_properties(smooth_l1_cuda_test PROPERTIES
     CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON CUDA_RUNTIME_LIBRARY Static)
   target_compile_options(smooth_l1_cuda_test PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:--threads=0>)
   target_include_directories(smooth_l1_cuda_test PRIVATE "${CMAKE_CURRENT_SOURCE_DIR}"
                                                          "${CMAKE_CURRENT_SOURCE_DIR}/cuda")
   add_test(NAME smooth_l1_cuda_test COMMAND smooth_l1_cuda_test)
+  add_test(NAME smooth_l1_cuda_test_emulated COMMAND smooth_l1_cuda_test --emulate --quick)
 endif()

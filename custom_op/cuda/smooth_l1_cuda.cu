@@ -32,6 +32,11 @@ namespace smoothl1_cuda {
 namespace {
 
 constexpr int kUnroll = 2;
+
+// Per-element and per-thread code is __host__ __device__: test_cuda_emulated.cu runs it on
+// the CPU (every thread of a grid, the block trees emulated), so the indexing and numerics
+// are checked on machines without a GPU.
+#define SL1_HD __host__ __device__ __forceinline__
 constexpr int kMaxDevices = 64;
 
 int fail(char* err, size_t err_len, const char* fmt, ...) {
@@ -61,18 +66,18 @@ struct Params {
 };
 
 template <typename T>
-__device__ __forceinline__ float to_float(T v);
+SL1_HD float to_float(T v);
 template <>
-__device__ __forceinline__ float to_float<__half>(__half v) { return __half2float(v); }
+SL1_HD float to_float<__half>(__half v) { return __half2float(v); }
 template <>
-__device__ __forceinline__ float to_float<__nv_bfloat16>(__nv_bfloat16 v) {
+SL1_HD float to_float<__nv_bfloat16>(__nv_bfloat16 v) {
   return __bfloat162float(v);
 }
 template <>
-__device__ __forceinline__ float to_float<float>(float v) { return v; }
+SL1_HD float to_float<float>(float v) { return v; }
 
 template <typename C, typename T>
-__device__ __forceinline__ C to_compute(T v) {
+SL1_HD C to_compute(T v) {
   if constexpr (std::is_same<T, double>::value) {
     return static_cast<C>(v);
   } else {
@@ -81,7 +86,7 @@ __device__ __forceinline__ C to_compute(T v) {
 }
 
 template <typename T>
-__device__ __forceinline__ T from_double(double v) {
+SL1_HD T from_double(double v) {
   if constexpr (std::is_same<T, __half>::value) {
     return __double2half(v);
   } else if constexpr (std::is_same<T, __nv_bfloat16>::value) {
@@ -92,7 +97,7 @@ __device__ __forceinline__ T from_double(double v) {
 }
 
 template <typename T, typename C>
-__device__ __forceinline__ T from_compute(C v) {
+SL1_HD T from_compute(C v) {
   if constexpr (std::is_same<C, double>::value) {
     return from_double<T>(v);
   } else if constexpr (std::is_same<T, __half>::value) {
@@ -111,7 +116,7 @@ __device__ __forceinline__ T from_compute(C v) {
 // inputs whose square would (bfloat16 reaches 3e38); the launcher uses double where 1/beta
 // is not finite in float. NaN fails `d < beta` and propagates through d - 0.5*beta.
 template <typename C, bool L1>
-__device__ __forceinline__ C element_loss(C x, C y, const Params& p) {
+SL1_HD C element_loss(C x, C y, const Params& p) {
   const C d = fabs(x - y);
   if constexpr (L1) {
     return d;
@@ -132,24 +137,31 @@ struct alignas(16) Vec {
 };
 
 template <typename T>
-__device__ __forceinline__ Vec<T> load_vec(const T* base, int64_t i) {
+SL1_HD Vec<T> load_vec(const T* base, int64_t i) {
+#ifdef __CUDA_ARCH__
   const uint4 raw = __ldcs(reinterpret_cast<const uint4*>(base) + i);
+#else
+  const uint4 raw = reinterpret_cast<const uint4*>(base)[i];
+#endif
   Vec<T> out;
   memcpy(&out, &raw, sizeof(raw));
   return out;
 }
 
 template <typename T>
-__device__ __forceinline__ void store_vec(T* base, int64_t i, const Vec<T>& v) {
+SL1_HD void store_vec(T* base, int64_t i, const Vec<T>& v) {
   uint4 raw;
   memcpy(&raw, &v, sizeof(raw));
+#ifdef __CUDA_ARCH__
   __stcs(reinterpret_cast<uint4*>(base) + i, raw);
+#else
+  reinterpret_cast<uint4*>(base)[i] = raw;
+#endif
 }
 
 // Sum of one vector's element losses, as a double.
 template <typename T, typename C, bool L1>
-__device__ __forceinline__ double vec_loss_sum(const Vec<T>& a, const Vec<T>& b,
-                                               const Params& p) {
+SL1_HD double vec_loss_sum(const Vec<T>& a, const Vec<T>& b, const Params& p) {
   constexpr int N = Vec<T>::kN;
   if constexpr (std::is_same<C, double>::value) {
     double s = 0.0;
@@ -179,7 +191,7 @@ __device__ __forceinline__ double vec_loss_sum(const Vec<T>& a, const Vec<T>& b,
 }
 
 template <typename T, typename C, bool L1>
-__device__ __forceinline__ Vec<T> vec_loss(const Vec<T>& a, const Vec<T>& b, const Params& p) {
+SL1_HD Vec<T> vec_loss(const Vec<T>& a, const Vec<T>& b, const Params& p) {
   Vec<T> o;
 #pragma unroll
   for (int k = 0; k < Vec<T>::kN; ++k)
@@ -207,14 +219,13 @@ __device__ __forceinline__ double block_sum(double v) {
 // ---------------------------------------------------------------------------------------
 // Kernels.
 
+// Per-thread work of thread `tid` of `stride` threads in all (grid-stride loops). The
+// assignment of elements to threads depends only on n and the grid: deterministic.
 template <typename T, typename C, bool L1>
-__global__ void __launch_bounds__(kThreads)
-    reduce_contig(const T* __restrict__ x, const T* __restrict__ y, int64_t n, Params p,
-                  double* __restrict__ partials) {
+SL1_HD double thread_sum_contig(const T* __restrict__ x, const T* __restrict__ y, int64_t n,
+                                const Params& p, int64_t tid, int64_t stride) {
   constexpr int V = Vec<T>::kN;
   const int64_t nvec = n / V;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
-  const int64_t tid = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   double acc = 0.0;
   int64_t i = tid;
   for (; i + (kUnroll - 1) * stride < nvec; i += kUnroll * stride) {
@@ -233,18 +244,15 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t e = nvec * V + tid;
     acc += static_cast<double>(element_loss<C, L1>(to_compute<C>(x[e]), to_compute<C>(y[e]), p));
   }
-  acc = block_sum(acc);
-  if (threadIdx.x == 0) partials[blockIdx.x] = acc;
+  return acc;
 }
 
 template <typename T, typename C, bool L1>
-__global__ void __launch_bounds__(kThreads)
-    none_contig(const T* __restrict__ x, const T* __restrict__ y, T* __restrict__ out,
-                int64_t n, Params p) {
+SL1_HD void thread_none_contig(const T* __restrict__ x, const T* __restrict__ y,
+                               T* __restrict__ out, int64_t n, const Params& p, int64_t tid,
+                               int64_t stride) {
   constexpr int V = Vec<T>::kN;
   const int64_t nvec = n / V;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
-  const int64_t tid = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   int64_t i = tid;
   for (; i + (kUnroll - 1) * stride < nvec; i += kUnroll * stride) {
     Vec<T> a[kUnroll], b[kUnroll];
@@ -265,8 +273,7 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // Offsets of output element `idx` in x and y under the plan (row-major over plan.dims).
-__device__ __forceinline__ void strided_offsets(const SmoothL1CudaPlan& plan, int64_t idx,
-                                                int64_t& xo, int64_t& yo) {
+SL1_HD void strided_offsets(const SmoothL1CudaPlan& plan, int64_t idx, int64_t& xo, int64_t& yo) {
   xo = 0;
   yo = 0;
 #pragma unroll
@@ -283,18 +290,63 @@ __device__ __forceinline__ void strided_offsets(const SmoothL1CudaPlan& plan, in
 }
 
 template <typename T, typename C, bool L1>
-__global__ void __launch_bounds__(kThreads)
-    reduce_strided(const T* __restrict__ x, const T* __restrict__ y, const SmoothL1CudaPlan plan,
-                   Params p, double* __restrict__ partials) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
+SL1_HD double thread_sum_strided(const T* __restrict__ x, const T* __restrict__ y,
+                                 const SmoothL1CudaPlan& plan, const Params& p, int64_t tid,
+                                 int64_t stride) {
   double acc = 0.0;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; i < plan.n;
-       i += stride) {
+  for (int64_t i = tid; i < plan.n; i += stride) {
     int64_t xo, yo;
     strided_offsets(plan, i, xo, yo);
     acc += static_cast<double>(element_loss<C, L1>(to_compute<C>(x[xo]), to_compute<C>(y[yo]), p));
   }
-  acc = block_sum(acc);
+  return acc;
+}
+
+template <typename T, typename C, bool L1>
+SL1_HD void thread_none_strided(const T* __restrict__ x, const T* __restrict__ y,
+                                T* __restrict__ out, const SmoothL1CudaPlan& plan,
+                                const Params& p, int64_t tid, int64_t stride) {
+  for (int64_t i = tid; i < plan.n; i += stride) {
+    int64_t xo, yo;
+    strided_offsets(plan, i, xo, yo);
+    out[i] = from_compute<T, C>(element_loss<C, L1>(to_compute<C>(x[xo]), to_compute<C>(y[yo]), p));
+  }
+}
+
+// Stage two, per thread: partials t, t + kFinalThreads, ... in order.
+SL1_HD double thread_sum_partials(const double* __restrict__ partials, int count, int t) {
+  double acc = 0.0;
+  for (int i = t; i < count; i += kFinalThreads) acc += partials[i];
+  return acc;
+}
+
+__device__ __forceinline__ int64_t global_tid() {
+  return static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
+}
+__device__ __forceinline__ int64_t grid_threads() {
+  return static_cast<int64_t>(gridDim.x) * kThreads;
+}
+
+template <typename T, typename C, bool L1>
+__global__ void __launch_bounds__(kThreads)
+    reduce_contig(const T* __restrict__ x, const T* __restrict__ y, int64_t n, Params p,
+                  double* __restrict__ partials) {
+  const double acc = block_sum(thread_sum_contig<T, C, L1>(x, y, n, p, global_tid(), grid_threads()));
+  if (threadIdx.x == 0) partials[blockIdx.x] = acc;
+}
+
+template <typename T, typename C, bool L1>
+__global__ void __launch_bounds__(kThreads)
+    none_contig(const T* __restrict__ x, const T* __restrict__ y, T* __restrict__ out,
+                int64_t n, Params p) {
+  thread_none_contig<T, C, L1>(x, y, out, n, p, global_tid(), grid_threads());
+}
+
+template <typename T, typename C, bool L1>
+__global__ void __launch_bounds__(kThreads)
+    reduce_strided(const T* __restrict__ x, const T* __restrict__ y, const SmoothL1CudaPlan plan,
+                   Params p, double* __restrict__ partials) {
+  const double acc = block_sum(thread_sum_strided<T, C, L1>(x, y, plan, p, global_tid(), grid_threads()));
   if (threadIdx.x == 0) partials[blockIdx.x] = acc;
 }
 
@@ -302,13 +354,7 @@ template <typename T, typename C, bool L1>
 __global__ void __launch_bounds__(kThreads)
     none_strided(const T* __restrict__ x, const T* __restrict__ y, T* __restrict__ out,
                  const SmoothL1CudaPlan plan, Params p) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; i < plan.n;
-       i += stride) {
-    int64_t xo, yo;
-    strided_offsets(plan, i, xo, yo);
-    out[i] = from_compute<T, C>(element_loss<C, L1>(to_compute<C>(x[xo]), to_compute<C>(y[yo]), p));
-  }
+  thread_none_strided<T, C, L1>(x, y, out, plan, p, global_tid(), grid_threads());
 }
 
 // Stage two: one block sums `count` partials in a fixed order; mean divides by n (n == 0
@@ -317,9 +363,7 @@ template <typename T>
 __global__ void __launch_bounds__(kFinalThreads)
     finalize(const double* __restrict__ partials, int count, int64_t n, int mean,
              T* __restrict__ out) {
-  double acc = 0.0;
-  for (int i = threadIdx.x; i < count; i += kFinalThreads) acc += partials[i];
-  acc = block_sum(acc);
+  double acc = block_sum(thread_sum_partials(partials, count, threadIdx.x));
   if (threadIdx.x == 0) {
     if (mean) acc = acc / static_cast<double>(n);
     out[0] = from_double<T>(acc);
@@ -455,25 +499,41 @@ int run_beta(const Launch& L) {
   return L.params.beta == 0.0 ? run_typed<T, C, true>(L) : run_typed<T, C, false>(L);
 }
 
-int dispatch(Launch& L) {
+// Picks the element type and compute type and hands them to exec.run<T, C>(L): the device
+// launcher below, or the CPU emulation in test_cuda_emulated (same selection either way).
+template <typename Exec>
+int dispatch_to(Launch& L, Exec& exec) {
   const double beta = L.params.beta;
   // float compute needs beta exact in float and a finite float 1/beta.
   const float beta_f = static_cast<float>(beta);
   const bool float_ok = static_cast<double>(beta_f) == beta && std::isfinite(1.0f / beta_f);
   switch (L.dtype) {
     case SMOOTHL1_CUDA_F16:
-      return float_ok ? run_beta<__half, float>(L) : run_beta<__half, double>(L);
+      return float_ok ? exec.template run<__half, float>(L) : exec.template run<__half, double>(L);
     case SMOOTHL1_CUDA_BF16:
-      return float_ok ? run_beta<__nv_bfloat16, float>(L) : run_beta<__nv_bfloat16, double>(L);
+      return float_ok ? exec.template run<__nv_bfloat16, float>(L)
+                      : exec.template run<__nv_bfloat16, double>(L);
     case SMOOTHL1_CUDA_F32:
-      if (float_ok && L.tuning && L.tuning->f32_compute_in_float) return run_beta<float, float>(L);
-      return run_beta<float, double>(L);
+      if (float_ok && L.tuning && L.tuning->f32_compute_in_float) return exec.template run<float, float>(L);
+      return exec.template run<float, double>(L);
     case SMOOTHL1_CUDA_F64:
-      return run_beta<double, double>(L);
+      return exec.template run<double, double>(L);
     default:
       return fail(L.err, L.err_len, "SmoothL1Loss (CUDA): unsupported element type code %d",
                   L.dtype);
   }
+}
+
+struct DeviceExec {
+  template <typename T, typename C>
+  int run(const Launch& L) {
+    return run_beta<T, C>(L);
+  }
+};
+
+int dispatch(Launch& L) {
+  DeviceExec exec;
+  return dispatch_to(L, exec);
 }
 
 int prepare(Launch& L, int dtype, int reduction, double beta, const void* x, const void* y,

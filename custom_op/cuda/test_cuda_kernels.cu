@@ -6,6 +6,9 @@
 //   test_cuda_kernels --bench         raw kernel bandwidth vs cudaMemcpy, tuning variants
 //   test_cuda_kernels --bench-only    only that (no kernel checks)
 //   test_cuda_kernels --quick         kernel checks on small sizes only (for compute-sanitizer)
+//   test_cuda_kernels --emulate       no GPU needed: the same kernel checks, each kernel's
+//                                     per-thread code run on the CPU for every thread of a
+//                                     (small) grid and the block trees emulated
 //
 // Exit status 0 when every check passed (kernel checks count as passed when skipped for
 // lack of a GPU, unless --require-gpu).
@@ -22,8 +25,9 @@
 #include <string>
 #include <vector>
 
-#include "smooth_l1_cuda.h"
-#include "smooth_l1_cuda_internal.h"
+// The launcher source itself (not its object), so the emulation below can reach the
+// per-thread functions; this binary is built from this one translation unit.
+#include "smooth_l1_cuda.cu"
 #include "smooth_l1_cuda_plan.h"
 
 namespace {
@@ -164,6 +168,118 @@ bool close(double got, double ref, Tol tol, std::string* detail) {
   return std::fabs(got - ref) <= tol(ref);
 }
 
+// ---- CPU emulation of the kernels (--emulate) -----------------------------------------
+bool g_emulate = false;
+int g_emu_grid_cap = 3;  // blocks emulated at most (varied per case: 1, 3, 7, 64)
+
+// __shfl_down_sync tree over one warp, as the hardware does it: a lane whose source lane is
+// out of range reads its own value.
+void emu_warp_tree(double* lanes) {
+  for (int off = 16; off > 0; off >>= 1) {
+    double next[32];
+    for (int l = 0; l < 32; ++l) next[l] = lanes[l] + (l + off < 32 ? lanes[l + off] : lanes[l]);
+    std::memcpy(lanes, next, sizeof next);
+  }
+}
+
+// smoothl1_cuda::block_sum for one block whose threads hold v.
+double emu_block_sum(const std::vector<double>& v) {
+  const int warps = static_cast<int>((v.size() + 31) / 32);
+  double warp_sums[32] = {};
+  for (int w = 0; w < warps; ++w) {
+    double lanes[32];
+    for (int l = 0; l < 32; ++l) lanes[l] = v[w * 32 + l];
+    emu_warp_tree(lanes);
+    warp_sums[w] = lanes[0];
+  }
+  double lanes[32];
+  for (int l = 0; l < 32; ++l) lanes[l] = l < warps ? warp_sums[l] : 0.0;
+  emu_warp_tree(lanes);
+  return lanes[0];
+}
+
+// Stands in for smoothl1_cuda::DeviceExec: same grid sizing rule (capped small), every
+// thread's per-thread function, the block trees, the final block.
+struct EmuExec {
+  int grid_cap;
+  size_t scratch_bytes;
+
+  template <typename T, typename C>
+  int run(const smoothl1_cuda::Launch& L) {
+    return L.params.beta == 0.0 ? go<T, C, true>(L) : go<T, C, false>(L);
+  }
+
+  template <typename T, typename C, bool L1>
+  int go(const smoothl1_cuda::Launch& L) {
+    using namespace smoothl1_cuda;
+    const int64_t n = L.plan->n;
+    const T* x = static_cast<const T*>(L.x);
+    const T* y = static_cast<const T*>(L.y);
+    T* out = static_cast<T*>(L.out);
+    constexpr int V = Vec<T>::kN;
+    const int64_t work = L.contiguous ? (n / V + kThreads - 1) / kThreads : (n + kThreads - 1) / kThreads;
+    const int grid = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(work, grid_cap)));
+    const int64_t stride = static_cast<int64_t>(grid) * kThreads;
+    if (L.reduction == SMOOTHL1_CUDA_NONE) {
+      if (n == 0) return 0;
+      for (int64_t t = 0; t < stride; ++t) {
+        if (L.contiguous) thread_none_contig<T, C, L1>(x, y, out, n, L.params, t, stride);
+        else thread_none_strided<T, C, L1>(x, y, out, *L.plan, L.params, t, stride);
+      }
+      return 0;
+    }
+    std::vector<double> partials;
+    if (n > 0) {
+      if (static_cast<size_t>(grid) * sizeof(double) > scratch_bytes) {
+        std::printf("FAIL emulation: grid %d exceeds scratch %zu\n", grid, scratch_bytes);
+        return 1;
+      }
+      std::vector<double> v(kThreads);
+      for (int b = 0; b < grid; ++b) {
+        for (int t = 0; t < kThreads; ++t) {
+          const int64_t tid = static_cast<int64_t>(b) * kThreads + t;
+          v[t] = L.contiguous ? thread_sum_contig<T, C, L1>(x, y, n, L.params, tid, stride)
+                              : thread_sum_strided<T, C, L1>(x, y, *L.plan, L.params, tid, stride);
+        }
+        partials.push_back(emu_block_sum(v));
+      }
+    }
+    std::vector<double> f(kFinalThreads);
+    for (int t = 0; t < kFinalThreads; ++t)
+      f[t] = thread_sum_partials(partials.data(), static_cast<int>(partials.size()), t);
+    double acc = emu_block_sum(f);
+    if (L.reduction == SMOOTHL1_CUDA_MEAN) acc = acc / static_cast<double>(n);
+    out[0] = from_double<T>(acc);
+    return 0;
+  }
+};
+
+// smooth_l1_cuda_tuned with the kernels emulated on the CPU (host pointers).
+int emu_launch(int dtype, int reduction, double beta, const void* x, const void* y, void* out,
+               const SmoothL1CudaPlan* plan, const SmoothL1CudaTuning* tuning, char* err,
+               size_t err_len) {
+  static double dummy_scratch;
+  const size_t sb = smooth_l1_cuda_scratch_bytes(plan, reduction);
+  smoothl1_cuda::Launch L{};
+  if (smoothl1_cuda::prepare(L, dtype, reduction, beta, x, y, out, plan, sb ? &dummy_scratch : nullptr,
+                             sb, nullptr, tuning, err, err_len))
+    return 1;
+  SmoothL1CudaPlan tmp;
+  L.plan = effective_plan(L, &tmp);
+  EmuExec exec{g_emu_grid_cap, sb};
+  return smoothl1_cuda::dispatch_to(L, exec);
+}
+
+// Host memory, 16-byte aligned, holding `count` T after `misalign` elements.
+template <typename T>
+struct HostBuf {
+  std::vector<uint4> storage;
+  T* p;
+  HostBuf(size_t count, int misalign) : storage((count + misalign) * sizeof(T) / 16 + 2) {
+    p = reinterpret_cast<T*>(storage.data()) + misalign;
+  }
+};
+
 // Runs one case; x has shape xs, y has ys (host vectors already filled).
 template <typename T>
 void run_case(const std::vector<int64_t>& xs, const std::vector<int64_t>& ys,
@@ -178,8 +294,26 @@ void run_case(const std::vector<int64_t>& xs, const std::vector<int64_t>& ys,
     return;
   }
   const int64_t n = plan.n;
-  DeviceBuf dx((hx.size() + misalign) * sizeof(T)), dy((hy.size() + misalign) * sizeof(T));
   const size_t out_n = reduction == SMOOTHL1_CUDA_NONE ? static_cast<size_t>(n) : 1;
+  std::vector<T> got(out_n), again(out_n);
+  if (g_emulate) {
+    static const int caps[] = {3, 1, 7, 64};  // grids of various sizes, one per case in turn
+    static int next_cap = 0;
+    g_emu_grid_cap = caps[next_cap++ % 4];
+    HostBuf<T> ex(hx.size(), misalign), ey(hy.size(), misalign), eout(out_n, misalign);
+    std::copy(hx.begin(), hx.end(), ex.p);
+    std::copy(hy.begin(), hy.end(), ey.p);
+    char err[512];
+    for (int rep = 0; rep < 2; ++rep) {
+      std::memset(static_cast<void*>(eout.p), 0xFF, out_n * sizeof(T));
+      if (emu_launch(type_code<T>(), reduction, beta, ex.p, ey.p, eout.p, &plan, tuning, err, sizeof err)) {
+        check(false, label + ": launcher error: " + err);
+        return;
+      }
+      std::copy(eout.p, eout.p + out_n, (rep ? again : got).begin());
+    }
+  } else {
+  DeviceBuf dx((hx.size() + misalign) * sizeof(T)), dy((hy.size() + misalign) * sizeof(T));
   DeviceBuf dout((out_n + misalign) * sizeof(T));
   T* px = static_cast<T*>(dx.p) + misalign;
   T* py = static_cast<T*>(dy.p) + misalign;
@@ -191,7 +325,6 @@ void run_case(const std::vector<int64_t>& xs, const std::vector<int64_t>& ys,
   cudaStream_t stream;
   CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   char err[512];
-  std::vector<T> got(out_n), again(out_n);
   for (int rep = 0; rep < 2; ++rep) {
     CUDA_OK(cudaMemsetAsync(dout.p, 0xFF, (out_n + misalign) * sizeof(T), stream));
     if (smooth_l1_cuda_tuned(type_code<T>(), reduction, beta, px, py, pout, &plan, scratch.p, sb,
@@ -205,6 +338,7 @@ void run_case(const std::vector<int64_t>& xs, const std::vector<int64_t>& ys,
     CUDA_OK(cudaMemcpy((rep ? again : got).data(), pout, out_n * sizeof(T), cudaMemcpyDeviceToHost));
   }
   CUDA_OK(cudaStreamDestroy(stream));
+  }
   check(std::memcmp(got.data(), again.data(), out_n * sizeof(T)) == 0,
         label + ": bitwise identical over two runs");
   // Host reference over the broadcast iteration (same plan semantics, independently indexed).
@@ -412,7 +546,8 @@ void bench_dtype(int64_t n) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool require_gpu = false, big = false, bench = false, quick = false, bench_only = false;
+  bool require_gpu = false, big = false, bench = false, quick = false, bench_only = false,
+       emulate = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--require-gpu") require_gpu = true;
@@ -420,9 +555,27 @@ int main(int argc, char** argv) {
     else if (a == "--bench") bench = true;
     else if (a == "--quick") quick = true;
     else if (a == "--bench-only") bench = bench_only = true;
-    else { std::fprintf(stderr, "usage: %s [--require-gpu] [--big] [--bench] [--bench-only] [--quick]\n", argv[0]); return 2; }
+    else if (a == "--emulate") emulate = true;
+    else { std::fprintf(stderr, "usage: %s [--require-gpu] [--big] [--bench] [--bench-only] [--quick] [--emulate]\n", argv[0]); return 2; }
   }
   test_plans();
+  if (emulate) {  // every kernel check, on the CPU
+    g_emulate = true;
+    test_dtype<double>(quick);
+    test_dtype<float>(quick);
+    test_dtype<__half>(quick);
+    test_dtype<__nv_bfloat16>(quick);
+    test_bf16_overflow();
+    {  // the float32 tuning variant (element loss in float) still meets 1e-7 on such data
+      auto hx = random_values<float>(50021, 2.0, false), hy = random_values<float>(50021, 2.0, false);
+      SmoothL1CudaTuning t{};
+      t.f32_compute_in_float = 1;
+      for (int red : {SMOOTHL1_CUDA_MEAN, SMOOTHL1_CUDA_SUM})
+        run_case<float>({50021}, {50021}, hx, hy, 0.5, red, std::string("float32 f32-in-float ") + red_name(red), 0, &t);
+    }
+    std::printf("emulated: %d checks, %d failed\n", g_checks, g_failures);
+    return g_failures ? 1 : 0;
+  }
   int devices = 0;
   const cudaError_t e = cudaGetDeviceCount(&devices);
   if (e != cudaSuccess || devices == 0) {
