@@ -602,3 +602,24 @@ def test_mixed_input_types_refused_on_every_path():
     for mode in modes:
         with pytest.raises(ValueError, match="input 'input' is float but target 'target' is double"):
             sl1.inference_session(model, custom_op=mode)
+
+
+def _cli_has(command: str) -> bool:
+    from onnx_smoothl1 import cli
+
+    sub = next(a for a in cli._parser(cli._extra_commands())._actions if a.dest == "command")
+    return command in sub.choices
+
+
+@pytest.mark.parametrize("command", ["fuse", "inline"])
+def test_cli_fuse_inline_ready_made_and_malformed_models(command, model_file, tmp_path):
+    """Regressions found by the fuzzer: inline of the ready-made (unknown-rank) models died in
+    the checker; a model with an unknown element type died in onnx_ir with a traceback."""
+    if not _cli_has(command):
+        pytest.skip(f"`onnx-smoothl1 {command}` does not exist (yet)")
+    ready = REPO / "models" / "smooth_l1_mean.onnx"
+    proc = run_cli(command, str(ready), str(tmp_path / "out.onnx"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert onnx.load(tmp_path / "out.onnx").graph.node
+    bad = with_elem_type(999)
+    assert_user_error(run_cli(command, model_file(bad), str(tmp_path / "bad.onnx")), "IN:")
