@@ -7,6 +7,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <type_traits>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -118,6 +119,15 @@ inline double Loss(double x, double y, const Consts& c) {
   const double quad = d * d * c.half_over_beta;
   const double lin = d - c.half_beta;
   return d < c.beta ? quad : lin;
+}
+
+// Software prefetch a little ahead of a streaming read (measured: the hardware prefetcher
+// alone leaves the float32 2^24 'mean' ~30% slower than a dot product of the same arrays).
+// Address arithmetic on integers: prefetching past the end is harmless, forming the pointer
+// would not be.
+constexpr uintptr_t kPrefetchBytes = 2048;
+inline void PrefetchAhead(const void* p) {
+  __builtin_prefetch(reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(p) + kPrefetchBytes));
 }
 
 // Pairwise combination of the lanes (fixed order).
@@ -234,6 +244,8 @@ inline __attribute__((always_inline)) void SumBody(const T* __restrict x, const 
   std::memcpy(a, acc, sizeof a);
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
+    PrefetchAhead(x + i);
+    PrefetchAhead(y + i);
     for (int k = 0; k < K; ++k) a[k] += LossV<W>(LoadV<W>(x + i + W * k), LoadV<W>(y + i + W * k), c);
   }
   std::memcpy(acc, a, sizeof a);
@@ -246,6 +258,8 @@ inline __attribute__((always_inline)) void ElemBody(const T* __restrict x, const
                                                     const Consts& c) {
   int64_t i = 0;
   for (; i + 2 * W <= n; i += 2 * W) {
+    PrefetchAhead(x + i);
+    PrefetchAhead(y + i);
     StoreV<W>(out + i, LossV<W>(LoadV<W>(x + i), LoadV<W>(y + i), c));
     StoreV<W>(out + i + W, LossV<W>(LoadV<W>(x + i + W), LoadV<W>(y + i + W), c));
   }
@@ -257,16 +271,74 @@ void SumSse2(const T* __restrict x, const T* __restrict y, int64_t n, const Cons
              double* __restrict acc) {
   SumBody<2>(x, y, n, c, acc);
 }
+// AVX2 / AVX-512F: written with intrinsics (GCC lowers the generic wide float->double
+// conversions to halves plus inserts). Same lanes and operations as SumBody / Loss:
+// d = |x - y| (and-not of the sign), quad = (d * d) * hob, lin = d - hb, d < beta (ordered,
+// quiet: NaN selects lin) ? quad : lin.
+// GCC 12's _mm512_cvtps_pd uses _mm512_undefined_pd(), which -Wmaybe-uninitialized flags.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#define SMOOTHL1_AVX2 __attribute__((target("avx2"), always_inline)) inline
+#define SMOOTHL1_AVX512 __attribute__((target("avx512f"), always_inline)) inline
+SMOOTHL1_AVX2 __m256d Load4(const float* p) { return _mm256_cvtps_pd(_mm_loadu_ps(p)); }
+SMOOTHL1_AVX2 __m256d Load4(const double* p) { return _mm256_loadu_pd(p); }
+SMOOTHL1_AVX2 __m256d Loss4(__m256d xv, __m256d yv, __m256d beta, __m256d hob, __m256d hb) {
+  const __m256d abs_mask = _mm256_castsi256_pd(_mm256_set1_epi64x(INT64_MAX));
+  const __m256d d = _mm256_and_pd(_mm256_sub_pd(xv, yv), abs_mask);
+  const __m256d quad = _mm256_mul_pd(_mm256_mul_pd(d, d), hob);
+  const __m256d lin = _mm256_sub_pd(d, hb);
+  return _mm256_blendv_pd(lin, quad, _mm256_cmp_pd(d, beta, _CMP_LT_OQ));
+}
+SMOOTHL1_AVX512 __m512d Load8(const float* p) { return _mm512_cvtps_pd(_mm256_loadu_ps(p)); }
+SMOOTHL1_AVX512 __m512d Load8(const double* p) { return _mm512_loadu_pd(p); }
+SMOOTHL1_AVX512 void Store8(float* p, __m512d v) { _mm256_storeu_ps(p, _mm512_cvtpd_ps(v)); }
+SMOOTHL1_AVX512 void Store8(double* p, __m512d v) { _mm512_storeu_pd(p, v); }
+SMOOTHL1_AVX512 __m512d Loss8(__m512d xv, __m512d yv, __m512d beta, __m512d hob, __m512d hb) {
+  const __m512d d = _mm512_castsi512_pd(_mm512_and_epi64(
+      _mm512_castpd_si512(_mm512_sub_pd(xv, yv)), _mm512_set1_epi64(INT64_MAX)));
+  const __m512d quad = _mm512_mul_pd(_mm512_mul_pd(d, d), hob);
+  const __m512d lin = _mm512_sub_pd(d, hb);
+  return _mm512_mask_blend_pd(_mm512_cmp_pd_mask(d, beta, _CMP_LT_OQ), lin, quad);
+}
+
 template <typename T>
 __attribute__((target("avx2"))) void SumAvx2(const T* __restrict x, const T* __restrict y,
                                              int64_t n, const Consts& c, double* __restrict acc) {
-  SumBody<4>(x, y, n, c, acc);
+  static_assert(kLanes == 8, "two 4-lane accumulators");
+  const __m256d beta = _mm256_set1_pd(c.beta), hob = _mm256_set1_pd(c.half_over_beta);
+  const __m256d hb = _mm256_set1_pd(c.half_beta);
+  __m256d a0 = _mm256_loadu_pd(acc), a1 = _mm256_loadu_pd(acc + 4);
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    PrefetchAhead(x + i);
+    PrefetchAhead(y + i);
+    a0 = _mm256_add_pd(a0, Loss4(Load4(x + i), Load4(y + i), beta, hob, hb));
+    a1 = _mm256_add_pd(a1, Loss4(Load4(x + i + 4), Load4(y + i + 4), beta, hob, hb));
+  }
+  _mm256_storeu_pd(acc, a0);
+  _mm256_storeu_pd(acc + 4, a1);
+  for (int j = 0; i < n; ++i, ++j) acc[j] += Loss(Load(x[i]), Load(y[i]), c);
 }
 template <typename T>
 __attribute__((target("avx512f"))) void SumAvx512(const T* __restrict x, const T* __restrict y,
                                                   int64_t n, const Consts& c,
                                                   double* __restrict acc) {
-  SumBody<8>(x, y, n, c, acc);
+  static_assert(kLanes == 8, "one 8-lane accumulator");
+  const __m512d beta = _mm512_set1_pd(c.beta), hob = _mm512_set1_pd(c.half_over_beta);
+  const __m512d hb = _mm512_set1_pd(c.half_beta);
+  __m512d a = _mm512_loadu_pd(acc);
+  int64_t i = 0;
+  for (; i + 2 * kLanes <= n; i += 2 * kLanes) {  // unrolled; same order of additions
+    PrefetchAhead(x + i);
+    PrefetchAhead(y + i);
+    a = _mm512_add_pd(a, Loss8(Load8(x + i), Load8(y + i), beta, hob, hb));
+    a = _mm512_add_pd(a, Loss8(Load8(x + i + 8), Load8(y + i + 8), beta, hob, hb));
+  }
+  for (; i + kLanes <= n; i += kLanes) {
+    a = _mm512_add_pd(a, Loss8(Load8(x + i), Load8(y + i), beta, hob, hb));
+  }
+  _mm512_storeu_pd(acc, a);
+  for (int j = 0; i < n; ++i, ++j) acc[j] += Loss(Load(x[i]), Load(y[i]), c);
 }
 template <typename T>
 void ElemSse2(const T* __restrict x, const T* __restrict y, T* __restrict out, int64_t n,
@@ -282,8 +354,18 @@ template <typename T>
 __attribute__((target("avx512f"))) void ElemAvx512(const T* __restrict x, const T* __restrict y,
                                                    T* __restrict out, int64_t n,
                                                    const Consts& c) {
-  ElemBody<8>(x, y, out, n, c);
+  const __m512d beta = _mm512_set1_pd(c.beta), hob = _mm512_set1_pd(c.half_over_beta);
+  const __m512d hb = _mm512_set1_pd(c.half_beta);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    PrefetchAhead(x + i);
+    PrefetchAhead(y + i);
+    Store8(out + i, Loss8(Load8(x + i), Load8(y + i), beta, hob, hb));
+  }
+  for (; i < n; ++i) out[i] = Store<T>(Loss(Load(x[i]), Load(y[i]), c));
 }
+
+#pragma GCC diagnostic pop
 
 int DetectIsa() {
   __builtin_cpu_init();
