@@ -145,6 +145,8 @@ betas = st.one_of(
     st.sampled_from(SPECIAL_BETAS),
     st.floats(min_value=0.0, max_value=1e6, allow_nan=False, allow_infinity=False, width=32),
     st.floats(min_value=2.0**-126, max_value=2.0**126, allow_nan=False, allow_infinity=False, width=32),
+    # "human" betas (<= 6 significant digits): the ones the Python op can receive exactly
+    st.builds(lambda k, e: k * 10.0**e, st.integers(1, 999_999), st.integers(-12, 6)),
 )
 
 
