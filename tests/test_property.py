@@ -316,3 +316,14 @@ def test_inline_keeps_betas_near_one_and_tiny(beta):
     x = np.array([b, 0.5 * b, 3 * b, 1.0, 2.0]); y = np.zeros(5)
     for reduction in sl1.REDUCTIONS:
         check("inlined-ort", x, y, beta, reduction, "float64")
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_beta_infinity(path):
+    """beta = +inf is allowed (spec.check_beta): 0.5*d*d/inf = 0 for finite d, inf - inf = NaN."""
+    _require(path)
+    x = np.array([0.0, 1.0, np.inf, -np.inf, np.nan, 1e38, -0.0], np.float32)
+    y = np.zeros(7, np.float32)
+    for dtype in ("float32", "float64"):
+        for reduction in sl1.REDUCTIONS:
+            check(path, x.astype(dtype), y.astype(dtype), float("inf"), reduction, dtype)
