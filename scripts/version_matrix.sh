@@ -38,7 +38,7 @@ COMBOS=(
   1.30.0:1.17.0
   1.30.0:1.16.2   # oldest onnx in pyproject's range
   1.21.1:1.17.0   # oldest onnxruntime with an old onnx
-  1.30.0:1.23.2:openvino==2025.0.0,tract==0.21.0   # oldest runtimes in the [runtimes] extra
+  1.30.0:1.23.2:openvino==2025.0.0,tract==0.23.8   # oldest runtimes in the [runtimes] extra
 )
 [[ $# -gt 0 ]] && COMBOS=("$@")
 
