@@ -33,10 +33,15 @@ namespace {
 
 constexpr int kUnroll = 2;
 
-// Per-element and per-thread code is __host__ __device__: test_cuda_emulated.cu runs it on
-// the CPU (every thread of a grid, the block trees emulated), so the indexing and numerics
+// Per-element and per-thread code is __host__ __device__: test_cuda_kernels.cu --emulate runs
+// it on the CPU (every thread of a grid, the block trees emulated), so indexing and numerics
 // are checked on machines without a GPU.
 #define SL1_HD __host__ __device__ __forceinline__
+#ifdef __CUDA_ARCH__
+#define SL1_UNROLL _Pragma("unroll")
+#else
+#define SL1_UNROLL  // the host compiler has its own idea of unrolling
+#endif
 constexpr int kMaxDevices = 64;
 
 int fail(char* err, size_t err_len, const char* fmt, ...) {
@@ -165,7 +170,7 @@ SL1_HD double vec_loss_sum(const Vec<T>& a, const Vec<T>& b, const Params& p) {
   constexpr int N = Vec<T>::kN;
   if constexpr (std::is_same<C, double>::value) {
     double s = 0.0;
-#pragma unroll
+SL1_UNROLL
     for (int k = 0; k < N; ++k) s += element_loss<double, L1>(to_compute<double>(a.v[k]),
                                                                to_compute<double>(b.v[k]), p);
     return s;
@@ -174,16 +179,16 @@ SL1_HD double vec_loss_sum(const Vec<T>& a, const Vec<T>& b, const Params& p) {
     // non-finite float sum is recomputed in double (a bfloat16 vector can overflow float
     // while the double total, e.g. for 'mean', stays finite).
     float l[N];
-#pragma unroll
+SL1_UNROLL
     for (int k = 0; k < N; ++k) l[k] = element_loss<float, L1>(to_float(a.v[k]), to_float(b.v[k]), p);
-#pragma unroll
+SL1_UNROLL
     for (int w = 1; w < N; w *= 2) {
-#pragma unroll
+SL1_UNROLL
       for (int k = 0; k + w < N; k += 2 * w) l[k] += l[k + w];
     }
     if (isfinite(l[0])) return static_cast<double>(l[0]);
     double s = 0.0;
-#pragma unroll
+SL1_UNROLL
     for (int k = 0; k < N; ++k)
       s += static_cast<double>(element_loss<float, L1>(to_float(a.v[k]), to_float(b.v[k]), p));
     return s;
@@ -193,7 +198,7 @@ SL1_HD double vec_loss_sum(const Vec<T>& a, const Vec<T>& b, const Params& p) {
 template <typename T, typename C, bool L1>
 SL1_HD Vec<T> vec_loss(const Vec<T>& a, const Vec<T>& b, const Params& p) {
   Vec<T> o;
-#pragma unroll
+SL1_UNROLL
   for (int k = 0; k < Vec<T>::kN; ++k)
     o.v[k] = from_compute<T, C>(element_loss<C, L1>(to_compute<C>(a.v[k]), to_compute<C>(b.v[k]), p));
   return o;
@@ -202,7 +207,7 @@ SL1_HD Vec<T> vec_loss(const Vec<T>& a, const Vec<T>& b, const Params& p) {
 // Fixed-order block reduction of one double per thread; result valid in thread 0.
 __device__ __forceinline__ double block_sum(double v) {
   __shared__ double warp_sums[32];
-#pragma unroll
+SL1_UNROLL
   for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   if (lane == 0) warp_sums[warp] = v;
@@ -210,7 +215,7 @@ __device__ __forceinline__ double block_sum(double v) {
   if (warp == 0) {
     const int warps = (blockDim.x + 31) >> 5;
     v = lane < warps ? warp_sums[lane] : 0.0;
-#pragma unroll
+SL1_UNROLL
     for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
   }
   return v;
@@ -230,12 +235,12 @@ SL1_HD double thread_sum_contig(const T* __restrict__ x, const T* __restrict__ y
   int64_t i = tid;
   for (; i + (kUnroll - 1) * stride < nvec; i += kUnroll * stride) {
     Vec<T> a[kUnroll], b[kUnroll];
-#pragma unroll
+SL1_UNROLL
     for (int u = 0; u < kUnroll; ++u) {
       a[u] = load_vec(x, i + u * stride);
       b[u] = load_vec(y, i + u * stride);
     }
-#pragma unroll
+SL1_UNROLL
     for (int u = 0; u < kUnroll; ++u) acc += vec_loss_sum<T, C, L1>(a[u], b[u], p);
   }
   for (; i < nvec; i += stride) acc += vec_loss_sum<T, C, L1>(load_vec(x, i), load_vec(y, i), p);
@@ -256,12 +261,12 @@ SL1_HD void thread_none_contig(const T* __restrict__ x, const T* __restrict__ y,
   int64_t i = tid;
   for (; i + (kUnroll - 1) * stride < nvec; i += kUnroll * stride) {
     Vec<T> a[kUnroll], b[kUnroll];
-#pragma unroll
+SL1_UNROLL
     for (int u = 0; u < kUnroll; ++u) {
       a[u] = load_vec(x, i + u * stride);
       b[u] = load_vec(y, i + u * stride);
     }
-#pragma unroll
+SL1_UNROLL
     for (int u = 0; u < kUnroll; ++u) store_vec(out, i + u * stride, vec_loss<T, C, L1>(a[u], b[u], p));
   }
   for (; i < nvec; i += stride) store_vec(out, i, vec_loss<T, C, L1>(load_vec(x, i), load_vec(y, i), p));
@@ -276,7 +281,7 @@ SL1_HD void thread_none_contig(const T* __restrict__ x, const T* __restrict__ y,
 SL1_HD void strided_offsets(const SmoothL1CudaPlan& plan, int64_t idx, int64_t& xo, int64_t& yo) {
   xo = 0;
   yo = 0;
-#pragma unroll
+SL1_UNROLL
   for (int k = SMOOTHL1_CUDA_MAX_RANK - 1; k >= 0; --k) {
     if (k < plan.rank) {
       const int64_t d = plan.dims[k];

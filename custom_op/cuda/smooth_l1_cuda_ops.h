@@ -30,6 +30,65 @@ inline int CudaReduction(Reduction r) {
                                : r == Reduction::kSum ? SMOOTHL1_CUDA_SUM : SMOOTHL1_CUDA_MEAN;
 }
 
+// Device scratch for the partial sums from ORT's allocator for the input's GPU, released
+// by the destructor (right after the kernels are enqueued: ORT's CUDA arena hands memory out
+// again in stream order). Tries the input tensor's memory info, then a "Cuda" memory info
+// for the same device id (which older/newer ORT versions key their CUDA allocator by).
+class CudaScratch {
+ public:
+  explicit CudaScratch(const OrtApi* api) : api_(api) {}
+  CudaScratch(const CudaScratch&) = delete;
+  CudaScratch& operator=(const CudaScratch&) = delete;
+  ~CudaScratch() {
+    if (ptr_ != nullptr && alloc_ != nullptr) alloc_->Free(alloc_, ptr_);
+    if (alloc_ != nullptr) api_->ReleaseAllocator(alloc_);
+    if (own_info_ != nullptr) api_->ReleaseMemoryInfo(own_info_);
+  }
+
+  OrtStatus* Get(OrtKernelContext* ctx, const OrtValue* like, size_t bytes, void** out) {
+    const OrtMemoryInfo* info = nullptr;
+    if (OrtStatus* st = api_->GetTensorMemoryInfo(like, &info)) return st;
+    OrtStatus* first = TryWith(ctx, info, bytes);
+    if (first == nullptr) return *out = ptr_, nullptr;
+    int device = 0;
+    if (OrtStatus* st = api_->MemoryInfoGetId(info, &device)) api_->ReleaseStatus(st);
+    if (OrtStatus* st = api_->CreateMemoryInfo("Cuda", OrtArenaAllocator, device, OrtMemTypeDefault, &own_info_)) {
+      api_->ReleaseStatus(st);
+      return first;
+    }
+    OrtStatus* second = TryWith(ctx, own_info_, bytes);
+    if (second != nullptr) {
+      api_->ReleaseStatus(second);
+      return first;
+    }
+    api_->ReleaseStatus(first);
+    return *out = ptr_, nullptr;
+  }
+
+ private:
+  OrtStatus* TryWith(OrtKernelContext* ctx, const OrtMemoryInfo* info, size_t bytes) {
+    OrtAllocator* alloc = nullptr;
+    if (OrtStatus* st = api_->KernelContext_GetAllocator(ctx, info, &alloc)) return st;
+    void* p = nullptr;
+    if (OrtStatus* st = api_->KernelContext_GetScratchBuffer(ctx, info, bytes, &p)) {
+      api_->ReleaseAllocator(alloc);
+      return st;
+    }
+    if (p == nullptr) {
+      api_->ReleaseAllocator(alloc);
+      return api_->CreateStatus(ORT_FAIL, "no CUDA scratch memory for the reduction");
+    }
+    alloc_ = alloc;
+    ptr_ = p;
+    return nullptr;
+  }
+
+  const OrtApi* api_;
+  OrtAllocator* alloc_ = nullptr;
+  OrtMemoryInfo* own_info_ = nullptr;
+  void* ptr_ = nullptr;
+};
+
 template <typename T>  // T: the ORT element type (float, double, Ort::Float16_t, Ort::BFloat16_t)
 struct CudaKernel {
   static constexpr const char* kEp = kCudaEp;
@@ -62,30 +121,14 @@ struct CudaKernel {
 
     const int reduction = CudaReduction(cfg.attrs.reduction);
     const size_t scratch_bytes = smooth_l1_cuda_scratch_bytes(&cplan, reduction);
-    const OrtMemoryInfo* mem = nullptr;
-    OrtAllocator* alloc = nullptr;
-    void* scratch = nullptr;
+    CudaScratch scratch(api);
+    void* scratch_ptr = nullptr;
     if (scratch_bytes > 0) {
-      // Same device memory as the input; ORT's allocator for it, stream-ordered.
-      if (OrtStatus* st = api->GetTensorMemoryInfo(xv, &mem)) return st;
-      if (OrtStatus* st = api->KernelContext_GetScratchBuffer(ctx, mem, scratch_bytes, &scratch))
-        return st;
-      if (OrtStatus* st = api->KernelContext_GetAllocator(ctx, mem, &alloc)) return st;
-      if (scratch == nullptr) {
-        api->ReleaseAllocator(alloc);
-        return api->CreateStatus(ORT_FAIL, (NodeLabel(cfg.node_name) +
-                                            ": no CUDA scratch memory for the reduction")
-                                               .c_str());
-      }
+      if (OrtStatus* st = scratch.Get(ctx, xv, scratch_bytes, &scratch_ptr)) return st;
     }
     char err[512];
     const int rc = smooth_l1_cuda(CudaDtype<T>(), reduction, cfg.attrs.beta_d(), xp, yp, op,
-                                  &cplan, scratch, scratch_bytes, stream, err, sizeof err);
-    if (scratch != nullptr) {
-      // Freed once enqueued: ORT's CUDA arena hands it out again only in stream order.
-      alloc->Free(alloc, scratch);
-      api->ReleaseAllocator(alloc);
-    }
+                                  &cplan, scratch_ptr, scratch_bytes, stream, err, sizeof err);
     if (rc != 0)
       return api->CreateStatus(ORT_FAIL, (NodeLabel(cfg.node_name) + ": " + err).c_str());
     return nullptr;
