@@ -14,6 +14,9 @@ set -euo pipefail
 
 CACHE=${1:?usage: fetch_ort_headers.sh CACHE_DIR}
 PKG=${ORT_DEB_PACKAGE:-libonnxruntime-dev}
+# The headers fix the ORT API version the library is built for (and so the oldest
+# onnxruntime it loads into): prefer 1.21.0 (API 21); take the suite's current one otherwise.
+VERSION=${ORT_DEB_VERSION:-1.21.0+dfsg-1}
 SUITE=${ORT_DEB_SUITE:-trixie}
 MIRROR=${ORT_DEB_MIRROR:-http://deb.debian.org/debian}
 INC="$CACHE/usr/include/onnxruntime"
@@ -47,7 +50,8 @@ opts=(
 )
 echo "fetch_ort_headers: apt-get update ($SUITE) into $APT" >&2
 apt-get "${opts[@]}" update >&2 || { echo "fetch_ort_headers: apt-get update failed" >&2; exit 3; }
-(cd "$APT/deb" && apt-get "${opts[@]}" download "$PKG" >&2) \
+(cd "$APT/deb" && { apt-get "${opts[@]}" download "$PKG=$VERSION" >&2 \
+    || apt-get "${opts[@]}" download "$PKG" >&2; }) \
   || { echo "fetch_ort_headers: apt-get download $PKG failed" >&2; exit 3; }
 deb=$(ls "$APT/deb"/"$PKG"_*.deb | head -n1)
 dpkg -x "$deb" "$CACHE"
