@@ -32,6 +32,12 @@ done
 mkdir -p "$CACHE"
 CACHE=$(cd "$CACHE" && pwd)
 INC="$CACHE/usr/include/onnxruntime"
+# Concurrent builds (two venvs installing at once) fetch one at a time.
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$CACHE/.fetch.lock"
+  flock 9
+  if [[ -f "$INC/onnxruntime_lite_custom_op.h" ]]; then echo "$INC"; exit 0; fi
+fi
 APT="$CACHE/apt"
 mkdir -p "$APT/lists/partial" "$APT/cache/archives/partial" "$APT/etc/preferences.d" "$APT/deb"
 echo "deb $MIRROR $SUITE main" > "$APT/etc/sources.list"
