@@ -101,8 +101,22 @@ for combo in "${COMBOS[@]}"; do
   else
     prargs=(--dtypes float32 float64 --paths ort-function ort-kernel onnx-reference)
   fi
-  if "$venv/bin/python" -m onnx_smoothl1.cli parity --quick "${prargs[@]}" >"$log.parity" 2>&1; then
+  if "$venv/bin/python" -m onnx_smoothl1.cli parity --quick "${prargs[@]}" --json "$log.parity.json" \
+      >"$log.parity" 2>&1; then
     pr="OK ($(grep -m1 -o '[0-9]* cases' "$log.parity"))"
+    if [[ -n $extra ]]; then  # say how many dtypes each third-party runtime really passed
+      pr+="; $("$venv/bin/python" - "$log.parity.json" <<'PY'
+import json, sys
+cells = json.load(open(sys.argv[1]))["cells"]
+out = []
+for path in ("openvino", "tract"):
+    mine = {k.split("/")[1]: c for k, c in cells.items() if k.split("/")[0] == path}
+    ok = [d for d, c in mine.items() if c["status"] == "pass"]
+    out.append(f"{path} passes {len(ok)}/{len(mine)} dtypes")
+print(", ".join(out))
+PY
+)"
+    fi
   else
     ok=0; pr="FAILED: $(tail -n 1 "$log.parity" | cut -c1-80)"
   fi
