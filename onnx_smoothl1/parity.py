@@ -703,8 +703,14 @@ class PythonOpPath(_OrtPath):
         except Exception as exc:
             supported = getattr(importlib.import_module(f"{__package__}.pyop"), "SUPPORTED_DTYPES", None)
             dtypes = {str(np.asarray(v).dtype) for v in feeds.values()}
-            if _is_refusal(exc) or (supported is not None and not dtypes <= set(supported)):
-                raise Unsupported(f"Python op refuses {', '.join(sorted(dtypes))}: {_first_line(exc)}") from exc
+            if supported is not None and not dtypes <= set(supported):
+                raise Unsupported(
+                    f"the Python op is declared for {', '.join(supported)} only "
+                    "(onnxruntime-extensions aborts the process on half types), so onnxruntime "
+                    f"rejects a {', '.join(sorted(dtypes))} node: {_first_line(exc, 120)}"
+                ) from exc
+            if _is_refusal(exc):
+                raise Unsupported(f"the Python op refuses this case: {_first_line(exc)}") from exc
             raise
 
 
