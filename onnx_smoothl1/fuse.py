@@ -6,7 +6,8 @@ nine standard ops. ``fuse`` finds those subgraphs with onnxscript's pattern rewr
 ``onnx_smoothl1::SmoothL1Loss`` node plus the model-local function, so the result runs in
 every runtime that runs the original and uses the fused kernel where it is registered.
 
-Recognised element-wise cores, with ``d = Abs(Sub(x, y))`` (``x``/``y`` may come from any
+Recognised element-wise cores, starting from an existing ``d = Abs(Sub(x, y))`` (a pattern
+input, so losses sharing one ``d`` after torch's CSE fuse too; ``x``/``y`` may come from any
 producer, so ``Cast``/``Expand`` around the loss are kept as they are):
 
 * smooth_l1: ``Where(Less(d, b), Div(Mul(Pow(d, 2), 0.5), b), Sub(d, 0.5*b))``, or without
