@@ -192,7 +192,11 @@ def _load(path: Path):
 def build_report(results: Path, notes: list[str] | None = None) -> str:
     """REPORT.md text from the JSON (and PNG) files in ``results``."""
     cpu = _load(results / "cpu_bench.json")
-    cpu_meta = _load(results / "cpu_bench.machine.json") or {}
+    cpu_meta = _load(results / "cpu_bench.machine.json")
+    if cpu is not None and cpu_meta is None:
+        # cpu.py run directly (not through `bench`): it ran here, so describe this machine.
+        cpu_meta = {**machine_info(), "note": "machine described when the report was built"}
+    cpu_meta = cpu_meta or {}
     gpu = _load(results / "gpu_bench.json")
     gpu_meta = _load(results / "gpu_bench.machine.json") or {}
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
