@@ -249,4 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the package's own module, not this __main__ copy, so that exception classes such as
+    # UsageError are the ones the extension modules raise.
+    from onnx_smoothl1.cli import main as package_main
+
+    sys.exit(package_main())
