@@ -11,7 +11,8 @@ For N = 2^4 ... 2^26 float32 elements and each reduction, in one process, with
 - ``abs``: a one-node ORT graph (Abs of x), the floor of ORT's per-Run overhead (N <= 2^16).
 
 Each (N, reduction) measures fused, torch, read and abs round-robin (one call of each per
-round, so a background load hits them alike), then the function path on its own; medians. Prints a table with the ratios
+round, so a background load hits them alike), then the function path on its own. Times are
+medians; ratios between round-robin paths are medians of the per-round ratios. Prints a table with the ratios
 the issue targets, and writes ``cpu_bench.md``, ``cpu_bench.json`` and ``cpu_bench.png``
 (log-log time vs N) into ``--out``.
 
@@ -56,8 +57,10 @@ def _abs_session(threads: int):
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def _round_robin(calls: dict, *, min_reps: int, max_reps: int, budget: float) -> dict[str, float]:
-    """Median seconds per call of each callable, measured in interleaved rounds."""
+def _round_robin(calls: dict, *, min_reps: int, max_reps: int, budget: float,
+                 samples: dict | None = None) -> dict[str, float]:
+    """Median seconds per call of each callable, measured in interleaved rounds (the
+    per-round times go to ``samples`` when given)."""
     for fn in calls.values():  # warm-up: allocator, thread pool, caches
         fn()
         fn()
@@ -70,7 +73,14 @@ def _round_robin(calls: dict, *, min_reps: int, max_reps: int, budget: float) ->
             fn()
             times[name].append(time.perf_counter() - t0)
         reps += 1
+    if samples is not None:
+        samples.update(times)
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _paired_ratio(samples: dict, a: str, b: str) -> float:
+    """Median over rounds of a/b: both ran in the same round, under the same load."""
+    return statistics.median(x / y for x, y in zip(samples[a], samples[b]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,16 +135,20 @@ def main(argv: list[str] | None = None) -> int:
             small = log2n <= 14
             # The function path is 10-30x slower and allocates several float64 temporaries
             # (evicting the inputs from cache), so it is timed on its own, after the others.
+            samples: dict = {}
             med = _round_robin(calls, min_reps=20 if small else 7, max_reps=5000 if small else 40,
-                               budget=args.budget)
+                               budget=args.budget, samples=samples)
             med.update(_round_robin({"function": lambda s=function: s.run(None, feeds)},
                                     min_reps=20 if small else 3, max_reps=2000,
                                     budget=args.budget if log2n < 24 else 0.0))
             row = {"log2n": log2n, "n": n, "reduction": reduction, **{k: med.get(k) for k in PATHS}}
-            row["fused_over_read"] = med["fused"] / med["read"]
+            # Ratios of paths measured in the same rounds are medians of per-round ratios
+            # (robust to a background load that changes between rounds); the function path,
+            # timed separately, is compared by its median.
+            row["fused_over_read"] = _paired_ratio(samples, "fused", "read")
             row["function_over_fused"] = med["function"] / med["fused"]
-            row["torch_over_fused"] = med["torch"] / med["fused"]
-            row["fused_over_abs"] = med["fused"] / med["abs"] if "abs" in med else None
+            row["torch_over_fused"] = _paired_ratio(samples, "torch", "fused")
+            row["fused_over_abs"] = _paired_ratio(samples, "fused", "abs") if "abs" in med else None
             rows.append(row)
             print(_fmt_row(row), flush=True)
 
@@ -197,7 +211,8 @@ def _markdown(rows, meta) -> str:
         "",
         f"`{meta['command']}` — onnxruntime {meta['onnxruntime']}, torch {meta['torch']}, "
         f"numpy {meta['numpy']}, {meta['threads']} threads (intra_op_num_threads / "
-        f"torch.set_num_threads), median per call, paths measured round-robin.",
+        f"torch.set_num_threads), median per call; fused/read, torch/fused and fused/Abs are "
+        f"medians of per-round ratios (paths measured round-robin), function/fused a ratio of medians.",
         "",
         "```",
         _targets(rows),

@@ -524,22 +524,39 @@ struct Task {
   const BroadcastPlan* plan;
   const Consts* consts;
   double* partial;  // reductions only: one per block
+  int64_t nblocks;
 };
 
-template <typename T>
-void RunElemBlock(void* data, size_t b) {
-  const auto& t = *static_cast<const Task<T>*>(data);
-  const int64_t start = static_cast<int64_t>(b) * kBlock;
-  const int64_t end = std::min(start + kBlock, t.plan->numel);
-  BlockElem(t.x, t.y, t.out, *t.plan, start, end, *t.consts);
+// One thread-pool task covers kTaskBlocks consecutive blocks (fewer, larger scheduling units;
+// the results are still stored per block, so the grouping cannot change them).
+constexpr int64_t kTaskBlocks = 4;
+
+inline size_t NumTasks(int64_t nblocks) {
+  return static_cast<size_t>((nblocks + kTaskBlocks - 1) / kTaskBlocks);
 }
 
 template <typename T>
-void RunSumBlock(void* data, size_t b) {
+void RunElemTask(void* data, size_t task) {
   const auto& t = *static_cast<const Task<T>*>(data);
-  const int64_t start = static_cast<int64_t>(b) * kBlock;
-  const int64_t end = std::min(start + kBlock, t.plan->numel);
-  t.partial[b] = BlockSum(t.x, t.y, *t.plan, start, end, *t.consts);
+  const int64_t b0 = static_cast<int64_t>(task) * kTaskBlocks;
+  const int64_t b1 = std::min(b0 + kTaskBlocks, t.nblocks);
+  for (int64_t b = b0; b < b1; ++b) {
+    const int64_t start = b * kBlock;
+    const int64_t end = std::min(start + kBlock, t.plan->numel);
+    BlockElem(t.x, t.y, t.out, *t.plan, start, end, *t.consts);
+  }
+}
+
+template <typename T>
+void RunSumTask(void* data, size_t task) {
+  const auto& t = *static_cast<const Task<T>*>(data);
+  const int64_t b0 = static_cast<int64_t>(task) * kTaskBlocks;
+  const int64_t b1 = std::min(b0 + kTaskBlocks, t.nblocks);
+  for (int64_t b = b0; b < b1; ++b) {
+    const int64_t start = b * kBlock;
+    const int64_t end = std::min(start + kBlock, t.plan->numel);
+    t.partial[b] = BlockSum(t.x, t.y, *t.plan, start, end, *t.consts);
+  }
 }
 
 void Run(const Parallel& par, void (*fn)(void*, size_t), size_t total, void* data) {
@@ -586,8 +603,8 @@ bool SmoothL1Sum(const T* x, const T* y, const BroadcastPlan& plan, const Attrs&
     if (!heap_partial) return false;
     partial = heap_partial.get();
   }
-  Task<T> task{x, y, nullptr, &plan, &c, partial};
-  Run(parallel, &RunSumBlock<T>, static_cast<size_t>(nblocks), &task);
+  Task<T> task{x, y, nullptr, &plan, &c, partial, nblocks};
+  Run(parallel, &RunSumTask<T>, NumTasks(nblocks), &task);
   *sum = PairwiseSum(partial, nblocks);
   return true;
 }
@@ -598,8 +615,8 @@ bool SmoothL1Forward(const T* x, const T* y, T* out, const BroadcastPlan& plan,
   if (attrs.reduction == Reduction::kNone) {
     const Consts c(attrs);
     const int64_t nblocks = (plan.numel + kBlock - 1) / kBlock;
-    Task<T> task{x, y, out, &plan, &c, nullptr};
-    Run(parallel, &RunElemBlock<T>, static_cast<size_t>(nblocks), &task);
+    Task<T> task{x, y, out, &plan, &c, nullptr, nblocks};
+    Run(parallel, &RunElemTask<T>, NumTasks(nblocks), &task);
     return true;
   }
   double sum = 0.0;
