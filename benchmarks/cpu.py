@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -90,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-log2", type=int, default=26)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--budget", type=float, default=1.0, help="seconds per (N, reduction) at least")
+    parser.add_argument("--focus-log2", type=int, default=24,
+                        help="the quoted row (README, issue targets): measured with 4x the budget")
     args = parser.parse_args(argv)
 
     import onnxruntime as ort
@@ -106,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         model = sl1.make_model(reduction=reduction, dtype="float32", beta=1.0)
         return sl1.inference_session(model, custom_op=custom_op, options=options)
 
+    load_start = os.getloadavg()
     sessions = {(r, k): session(r, k) for r in REDUCTIONS for k in (True, False)}
     abs_session = _abs_session(args.threads)
     rng = np.random.default_rng(0)
@@ -136,8 +140,10 @@ def main(argv: list[str] | None = None) -> int:
             # The function path is 10-30x slower and allocates several float64 temporaries
             # (evicting the inputs from cache), so it is timed on its own, after the others.
             samples: dict = {}
-            med = _round_robin(calls, min_reps=20 if small else 7, max_reps=5000 if small else 40,
-                               budget=args.budget, samples=samples)
+            focus = log2n == args.focus_log2
+            med = _round_robin(calls, min_reps=20 if small else 7,
+                               max_reps=5000 if small else (200 if focus else 40),
+                               budget=args.budget * (4 if focus else 1), samples=samples)
             med.update(_round_robin({"function": lambda s=function: s.run(None, feeds)},
                                     min_reps=20 if small else 3, max_reps=2000,
                                     budget=args.budget if log2n < 24 else 0.0))
@@ -154,7 +160,10 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    load_end = os.getloadavg()
     meta = {
+        "loadavg_start": [round(v, 2) for v in load_start],
+        "loadavg_end": [round(v, 2) for v in load_end],
         "onnxruntime": ort.__version__, "torch": torch.__version__, "numpy": np.__version__,
         "threads": args.threads, "machine": platform.machine(), "dtype": "float32", "beta": 1.0,
         "command": "python benchmarks/cpu.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -212,7 +221,9 @@ def _markdown(rows, meta) -> str:
         f"`{meta['command']}` — onnxruntime {meta['onnxruntime']}, torch {meta['torch']}, "
         f"numpy {meta['numpy']}, {meta['threads']} threads (intra_op_num_threads / "
         f"torch.set_num_threads), median per call; fused/read, torch/fused and fused/Abs are "
-        f"medians of per-round ratios (paths measured round-robin), function/fused a ratio of medians.",
+        f"medians of per-round ratios (paths measured round-robin), function/fused a ratio of medians. "
+        f"Load average (1/5/15 min) at start {meta['loadavg_start']}, at end {meta['loadavg_end']} "
+        f"on {os.cpu_count()} CPUs: other work on the machine shifts these numbers.",
         "",
         "```",
         _targets(rows),
