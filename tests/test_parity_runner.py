@@ -223,6 +223,7 @@ def test_model_api_on_a_two_node_model(tmp_path):
         assert outputs[0].shape == () and outputs[1].shape == (parity.SYMBOLIC_DIM, 4)
     assert result.largest is not None and result.largest[1] <= 1e-5
     assert result.results["torch"].startswith("unsupported")
+    assert not result.vs_torch  # two nodes: no torch equivalent
 
 
 def test_cli_model_with_inputs(tmp_path, tmp_npy):
@@ -287,3 +288,13 @@ def test_cuda_path_detects_a_node_not_placed_on_cuda(monkeypatch):
     assert cell.status == parity.UNSUPPORTED, cell.summary()
     assert cell.count(parity.UNSUPPORTED) == len(cell.results) == 6
     assert "not CUDA" in next(iter(cell.reasons()))
+
+
+def test_single_node_model_is_compared_with_torch(tmp_path, tmp_npy):
+    path = tmp_path / "one.onnx"
+    onnx.save(sl1.make_model(beta=0.5, reduction="sum", dtype="float64", rank=2), str(path))
+    result = parity.run_model_file(path, {"input": np.random.default_rng(0).standard_normal((6, 7))})
+    assert result.ok, result.text()
+    assert result.vs_torch["ort-function"].startswith("pass")
+    assert result.vs_torch["onnx-reference"].startswith("pass")
+    assert result.results["torch"].startswith("reference")
