@@ -228,7 +228,10 @@ def build_report(results: Path, notes: list[str] | None = None) -> str:
             f"- onnxruntime {meta.get('onnxruntime', '?')}, torch {meta.get('torch', '?')}, "
             f"numpy {meta.get('numpy', '?')}; {meta.get('threads', '?')} threads "
             f"(intra_op_num_threads / torch.set_num_threads); float32, beta {meta.get('beta', 1.0)}",
-            f"- Command: `{meta.get('command', 'python benchmarks/cpu.py')}`",
+            f"- Command: `{meta.get('command', 'python benchmarks/cpu.py')}`"
+            + (f"; load average {meta['loadavg_start'][0]:.1f} at start, {meta['loadavg_end'][0]:.1f} "
+               "at end (the machine is shared: treat small differences with care)"
+               if meta.get("loadavg_start") and meta.get("loadavg_end") else ""),
             "",
             "![CPU: time per call vs N, log-log](cpu_bench.png)" if (results / "cpu_bench.png").exists() else "",
             "",
