@@ -964,9 +964,19 @@ class _Worker:
             env=env,
         )
 
+    #: seconds one request may take before the worker is killed (a hang is a crash too)
+    TIMEOUT = 300.0
+
     def call(self, request: tuple) -> tuple[str, Any]:
+        import select
+
         try:
             _send(self._proc.stdin, request)
+            ready, _, _ = select.select([self._proc.stdout], [], [], self.TIMEOUT)
+            if not ready:
+                self._proc.kill()
+                self._proc.wait()
+                return "crash", f"no answer within {self.TIMEOUT:.0f} s (killed)"
             return _recv(self._proc.stdout)
         except (EOFError, BrokenPipeError, struct.error, pickle.UnpicklingError):
             code = self._proc.wait()

@@ -298,3 +298,17 @@ def test_single_node_model_is_compared_with_torch(tmp_path, tmp_npy):
     assert result.vs_torch["ort-function"].startswith("pass")
     assert result.vs_torch["onnx-reference"].startswith("pass")
     assert result.results["torch"].startswith("reference")
+
+
+def test_hanging_worker_is_killed(monkeypatch):
+    worker = parity._Worker()
+    monkeypatch.setattr(worker, "TIMEOUT", 0.5)
+    try:
+        # The worker reads a length-prefixed request; a header promising more bytes than we
+        # send leaves it waiting forever, like a runtime that hangs.
+        worker._proc.stdin.write((10**6).to_bytes(8, "little"))
+        worker._proc.stdin.flush()
+        status, detail = worker.call((b"", []))
+    finally:
+        worker.close()
+    assert status == "crash" and "killed" in detail
