@@ -120,7 +120,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--dtypes", nargs="+", help="subset of float16 bfloat16 float32 float64")
-    p.add_argument("--paths", nargs="+", help="subset of paths (default: all)")
+    from .parity import PATHS
+
+    p.add_argument("--paths", nargs="+", help=f"subset of {' '.join(PATHS)} (default: all)")
     p.add_argument("--quick", action="store_true", help="a smaller grid")
     p.add_argument("--report", metavar="PATH.md", help="also write the matrix as Markdown")
     p.add_argument("--json", metavar="PATH.json", help="also write the results as JSON")
