@@ -233,9 +233,68 @@ def check(path: str, x, y, beta: float, reduction: str, dtype: str) -> None:
         ref = oracle.reference(x, y, beta=beta, reduction=reduction)
         own = oracle.torch_same_dtype(x, y, beta=beta, reduction=reduction) if dtype == "float32" else None
         verdict = oracle.compare(out, ref, dtype=dtype, reduction=reduction, torch_own=own)
+    if not verdict.ok and dtype == "float64" and _subnormal_square_corner(x, y, beta):
+        why = _no_worse_than_torch_vs_exact(out, ref, x, y, beta, reduction)
+        _note(f"float64 subnormal d*d corner: {why}")
+        if why is None:
+            return
     assert verdict.ok, (
         f"{path} {dtype} beta={beta!r} {reduction}: {verdict.detail}\nout={out!r}\nref={ref!r}\ntorch={own!r}"
     )
+
+
+# float64 with |x - y| < 2**-511 on the quadratic branch: d*d is subnormal, so every order of
+# operations loses bits there - torch's own float64 (0.5*d)*d/beta included (the oracle is not
+# exact: e.g. d=1.356e-158, beta=float32 1.4e-45: torch is 2.0e-8 off the exact value, the
+# kernel's d*d*(0.5/beta) 7e-9 off). SPEC's 1e-12 against torch cannot be met by another order,
+# so there a path passes when it is no worse than torch against the exact rational result (the
+# same "no worse than PyTorch's own" rule SPEC uses for float32 reductions).
+_SUBNORMAL_SQUARE = 2.0**-511
+
+
+def _subnormal_square_corner(x, y, beta: float) -> bool:
+    with np.errstate(all="ignore"):
+        d = np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))
+    b = oracle.as_beta(beta)
+    return bool(np.any((d < _SUBNORMAL_SQUARE) & (d < b) & (d > 0)))
+
+
+def _exact(x, y, beta: float, reduction: str):
+    """Exact rational SmoothL1 (Fractions) of finite inputs; None when any is not finite."""
+    from fractions import Fraction
+
+    xb, yb = np.broadcast_arrays(np.asarray(x, np.float64), np.asarray(y, np.float64))
+    if not (np.all(np.isfinite(xb)) and np.all(np.isfinite(yb))):
+        return None
+    b = Fraction(oracle.as_beta(beta))
+    elems = []
+    for xi, yi in zip(xb.ravel().tolist(), yb.ravel().tolist()):
+        d = abs(Fraction(xi) - Fraction(yi))
+        elems.append(d * d / (2 * b) if d < b else d - b / 2)
+    if reduction == "none":
+        return elems, xb.shape
+    total = sum(elems, Fraction(0))
+    return [total if reduction == "sum" else total / len(elems)] if elems else None, ()
+
+
+def _no_worse_than_torch_vs_exact(out, ref, x, y, beta: float, reduction: str) -> str | None:
+    """None when ``out`` is as close to the exact result as torch's float64 ``ref`` (+1e-12)."""
+    from fractions import Fraction
+
+    exact = _exact(x, y, beta, reduction)
+    if exact is None or exact[0] is None:
+        return "not applicable (non-finite or empty input)"
+    values, shape = exact
+    outs, refs = np.asarray(out).ravel().tolist(), np.asarray(ref).ravel().tolist()
+    if np.asarray(out).shape != shape or len(outs) != len(values):
+        return f"shape {np.asarray(out).shape} != {shape}"
+    for o, r, e in zip(outs, refs, values):
+        if not (np.isfinite(o) and np.isfinite(r)):
+            return f"non-finite output {o} / reference {r}"
+        err_out, err_torch = abs(Fraction(o) - e), abs(Fraction(r) - e)
+        if err_out > err_torch + Fraction(oracle.F64_RTOL) * abs(e):
+            return f"output {o!r} is further from the exact {float(e)!r} than torch's {r!r}"
+    return None
 
 
 def _require(path: str, dtype: str | None = None) -> None:
@@ -287,11 +346,23 @@ def test_paths_agree_with_each_other_float64(path, data):
     model = model_bytes(beta, "none", "float64")
     out = run_path(path, model, x, y)
     base = run_path("ort-function", model, x, y)
+    if _subnormal_square_corner(x, y, beta):
+        return check(path, x, y, beta, "none", "float64")  # see _SUBNORMAL_SQUARE
     assert out.shape == base.shape and out.dtype == base.dtype
     np.testing.assert_array_equal(np.isnan(out), np.isnan(base))
     fin = np.isfinite(base)
     np.testing.assert_array_equal(out[~fin & ~np.isnan(base)], base[~fin & ~np.isnan(base)])
     np.testing.assert_allclose(out[fin], base[fin], rtol=oracle.F64_RTOL, atol=0)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_float64_subnormal_square_corner(path):
+    """The corner the thorough run found: d*d subnormal in float64 (see _SUBNORMAL_SQUARE)."""
+    _require(path)
+    x = np.array([1.35608926e-158, 3e-160, 1e-200, 0.0]); y = np.zeros(4)
+    for beta in (float(np.float32(1e-45)), 1e-30, 1.0):
+        for reduction in sl1.REDUCTIONS:
+            check(path, x, y, beta, reduction, "float64")
 
 
 def test_overflow_corner_is_float64_accurate():
