@@ -623,3 +623,15 @@ def test_cli_fuse_inline_ready_made_and_malformed_models(command, model_file, tm
     assert onnx.load(tmp_path / "out.onnx").graph.node
     bad = with_elem_type(999)
     assert_user_error(run_cli(command, model_file(bad), str(tmp_path / "bad.onnx")), "IN:")
+
+
+def test_cli_missing_arguments(model_file, tmp_npy):
+    model = model_file(sl1.make_model())
+    x = tmp_npy("x.npy", np.ones(3, F32))
+    for argv, needle in [
+        (["run", model, "--input", x], "the following arguments are required: --target"),
+        (["run", "--input", x, "--target", x], "the following arguments are required: MODEL"),
+        (["info"], "the following arguments are required: MODEL"),
+        (["run", model, "--input", x, "--target", x, "--custom-op", "--no-custom-op"], "not allowed with"),
+    ]:
+        assert_user_error(run_cli(*argv), needle)
