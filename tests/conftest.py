@@ -113,6 +113,6 @@ _HYP_COMMON = dict(
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
 )
-_hyp_settings.register_profile("ci", max_examples=60, derandomize=True, database=None, **_HYP_COMMON)
+_hyp_settings.register_profile("ci", max_examples=200, derandomize=True, database=None, **_HYP_COMMON)
 _hyp_settings.register_profile("thorough", max_examples=10_000, **_HYP_COMMON)
 _hyp_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

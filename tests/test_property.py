@@ -316,7 +316,7 @@ def test_path_agrees_with_torch(path, case):
     check(path, x, y, beta, reduction, dtype)
 
 
-#: Examples per test relative to the profile's max_examples ("ci": 60, "thorough": 10,000):
+#: Examples per test relative to the profile's max_examples ("ci": 200, "thorough": 10,000):
 #: the main property gets them all, per-beta and float64 cross-checks a share.
 _PROFILE_EXAMPLES = settings.default.max_examples
 
