@@ -336,7 +336,8 @@ def available_commands() -> dict[str, str | None]:
     return result
 
 
-def check_case(case: dict, bases: dict[str, bytes], tmp: Path, avail: dict, clear_errors) -> dict:
+def check_case(case: dict, bases: dict[str, bytes], tmp: Path, avail: dict, clear_errors,
+               log=None) -> dict:
     import onnx_smoothl1 as sl1
     from onnx_smoothl1 import runtime
 
@@ -348,7 +349,13 @@ def check_case(case: dict, bases: dict[str, bytes], tmp: Path, avail: dict, clea
     np.save(tmp / "y.npy", y)
     problems, outcomes = [], {}
 
+    def step(name):
+        if log is not None:  # a crash leaves the step it happened in as the log's last line
+            log.write(f"  STEP {name}\n")
+            log.flush()
+
     def cli_check(name, argv):
+        step(name)
         rc, out, err = _cli(argv)
         outcomes[name] = rc
         if rc == "traceback" or "Traceback" in err:
@@ -374,6 +381,7 @@ def check_case(case: dict, bases: dict[str, bytes], tmp: Path, avail: dict, clea
     modes = [False] + ([True] if not avail["kernel"] else []) + (["python"] if not avail["pyop"] else [])
     for mode in modes:
         name = f"api-{mode}"
+        step(name)
         try:
             session = sl1.inference_session(data, custom_op=mode)
             feeds = {i.name: v for i, v in zip(session.get_inputs(), (x, y))}
@@ -415,7 +423,7 @@ def driver(examples: int, derandomize: bool, log_path: str) -> int:
         os.fsync(log.fileno())
         faulthandler.dump_traceback_later(CASE_TIMEOUT_S, exit=True, file=sys.stderr)
         try:
-            results.append(check_case(case, bases, tmp, avail, clear_errors))
+            results.append(check_case(case, bases, tmp, avail, clear_errors, log))
         finally:
             faulthandler.cancel_dump_traceback_later()
         log.write(f"DONE {n}\n")
@@ -448,10 +456,12 @@ def test_fuzz_cli_and_api_batched(tmp_path):
     derandomize = settings.default.derandomize
     proc = subprocess.run(
         [sys.executable, str(Path(__file__)), "--driver", str(examples), str(int(derandomize)), str(log)],
-        capture_output=True, text=True, timeout=1800, cwd=REPO,
+        capture_output=True, text=True, errors="replace", timeout=1800, cwd=REPO,
     )
     text = log.read_text() if log.exists() else ""
-    last = [line for line in text.splitlines() if line.startswith("CASE ")][-1:] or ["(no case started)"]
+    cases = [line for line in text.splitlines() if line.startswith("CASE ")]
+    steps = [line.strip() for line in text.splitlines() if line.startswith("  STEP ")]
+    last = [f"{cases[-1]} at {steps[-1] if steps else '?'}"] if cases else ["(no case started)"]
     assert proc.returncode >= 0, f"driver killed by signal {-proc.returncode} during {last[0]}\n{proc.stderr[-3000:]}"
     assert proc.returncode == 0, f"driver failed (rc {proc.returncode}) during {last[0]}\n{proc.stderr[-5000:]}"
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -484,7 +494,10 @@ def _subprocess_cases() -> list[tuple[str, bytes]]:
 
 def test_fuzz_real_subprocesses(tmp_path):
     """A few cases per command as a user runs them: one process each."""
-    from conftest import run_cli
+    def run_cli(*args: str) -> subprocess.CompletedProcess:
+        # errors="replace": onnxruntime echoes corrupt (non-UTF-8) names on stderr
+        return subprocess.run([sys.executable, "-m", "onnx_smoothl1.cli", *args], capture_output=True,
+                              text=True, errors="replace", timeout=300, cwd=REPO)
 
     avail = available_commands()
     x = tmp_path / "x.npy"

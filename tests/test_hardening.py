@@ -57,6 +57,7 @@ def run_py(code: str, *, env: dict | None = None, timeout: float = 120) -> subpr
         [sys.executable, "-c", textwrap.dedent(code)],
         capture_output=True,
         text=True,
+        errors="replace",
         timeout=timeout,
         cwd=REPO,
         env={**os.environ, **(env or {})},
@@ -333,7 +334,7 @@ def kernel_outcomes():
     if reason:
         pytest.skip(reason)
     proc = subprocess.run([sys.executable, "-c", _KERNEL_SCRIPT], capture_output=True, text=True,
-                          timeout=300, cwd=REPO)
+                          errors="replace", timeout=300, cwd=REPO)
     assert_no_signal(proc)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
