@@ -172,6 +172,27 @@ def _all_nodes(model: onnx.ModelProto):
         yield from walk(f.node)
 
 
+def _non_utf8_field(message, path: str = "model") -> str | None:
+    """Path of the first string field holding invalid UTF-8 (protobuf returns it as bytes)."""
+    for field, value in message.ListFields():
+        if field.type not in (field.TYPE_STRING, field.TYPE_MESSAGE):
+            continue
+        repeated = getattr(field, "is_repeated", None)  # protobuf >= 6; older: label
+        if repeated is None:
+            repeated = field.label == field.LABEL_REPEATED
+        items = list(enumerate(value)) if repeated else [(None, value)]
+        for i, item in items:
+            where = f"{path}.{field.name}" + ("" if i is None else f"[{i}]")
+            if field.type == field.TYPE_STRING:
+                if isinstance(item, bytes):
+                    return where
+            else:
+                found = _non_utf8_field(item, where)
+                if found is not None:
+                    return found
+    return None
+
+
 def check_nodes(model: onnx.ModelProto | None) -> None:
     """Reject what neither path may run silently: ``ValueError`` naming node, attribute, value.
 
@@ -183,6 +204,11 @@ def check_nodes(model: onnx.ModelProto | None) -> None:
     """
     if model is None:
         return
+    bad = _non_utf8_field(model)
+    if bad is not None:
+        # onnxruntime quotes names in its errors, and pybind11 cannot turn a non-UTF-8 message
+        # into a Python string: depending on where, that aborts the process. Refuse up front.
+        raise ValueError(f"model field {bad} is not valid UTF-8 (corrupt model file?)")
     for o in model.opset_import:
         if o.domain == spec.DOMAIN and o.version != spec.DOMAIN_VERSION:
             raise ValueError(
@@ -276,8 +302,14 @@ def profile_node_ops(
         session = inference_session(
             model, providers=providers, custom_op=custom_op, options=options
         )
-        outputs = run(session, feeds)
-        with open(session.end_profiling()) as f:
+        try:
+            outputs = run(session, feeds)
+        finally:
+            # Always close the profile while its folder exists: a session dropped later (held by
+            # a traceback) would otherwise try to write it into a deleted folder on destruction.
+            profile = session.end_profiling()
+            del session
+        with open(profile) as f:
             events = json.load(f)
     ops = [
         e["args"]["op_name"]
