@@ -161,6 +161,11 @@ step "benchmark (benchmarks/gpu.py)" 200 "$PY" benchmarks/gpu.py --out "$RESULTS
 step "pytest -m cuda tests/test_cuda.py" 280 \
   "$PY" -m pytest -m cuda tests/test_cuda.py -q -rfEs -p no:cacheprovider --durations=10
 
+# --- 5b. the parity runner's CUDA row (kernel CPU vs CUDA vs torch) -----------------------
+STEP_OPTIONAL=1 step "parity runner (torch, ort-function, ort-kernel, ort-cuda)" 120 \
+  "$PY" -m onnx_smoothl1.cli parity --paths torch ort-function ort-kernel ort-cuda \
+  --report "$RESULTS/PARITY_GPU.md" --json "$RESULTS/parity_gpu.json"
+
 # --- 6. raw kernel bandwidth and tuning variants (informational) --------------------------
 STEP_OPTIONAL=1 step "kernel tuning variants (smooth_l1_cuda_test --bench-only)" 90 \
   "$ROOT/build/gpu/custom_op/smooth_l1_cuda_test" --require-gpu --bench-only
