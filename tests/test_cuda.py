@@ -25,6 +25,8 @@ import pytest
 import onnx_smoothl1 as sl1
 from onnx_smoothl1 import oracle, runtime
 
+from conftest import make_inputs
+
 ort = pytest.importorskip("onnxruntime")
 
 #: Set by custom_op/gpu_check.sh: on the GPU machine a missing CUDA EP or GPU is a failure,
@@ -111,16 +113,6 @@ def cuda_session(beta: float, reduction: str, dtype: str):
 @functools.lru_cache(maxsize=None)
 def cpu_session(beta: float, reduction: str, dtype: str):
     return sl1.inference_session(model_bytes(beta, reduction, dtype), providers=["CPUExecutionProvider"], custom_op=True)
-
-
-def make_inputs(shape_x, shape_y, dtype: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """|x - y| spread from ~1e-4 to ~20, so every beta sees both branches."""
-    rng = np.random.default_rng(seed)
-    npdt = oracle.NUMPY_DTYPES[dtype]
-    scale = np.exp(rng.uniform(np.log(1e-4), np.log(10.0), size=shape_x))
-    x = (rng.standard_normal(shape_x) * scale).astype(npdt)
-    y = (rng.standard_normal(shape_y) * 2.0).astype(npdt)
-    return x, y
 
 
 def torch_on_cuda(torch, x: np.ndarray, y: np.ndarray, *, beta: float, reduction: str) -> np.ndarray:
