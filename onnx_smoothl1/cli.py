@@ -139,8 +139,8 @@ def _cmd_info(args: argparse.Namespace) -> None:
     opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
     print(f"{args.model}: ir_version {model.ir_version}, opsets {opsets}")
     found = 0
-    for node in _walk_nodes(model.graph):
-        if (node.domain, node.op_type) != (spec.DOMAIN, spec.OP_TYPE):
+    for node in spec.walk_nodes(model.graph.node):
+        if not spec.is_loss_node(node):
             continue
         found += 1
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
@@ -157,16 +157,6 @@ def _cmd_info(args: argparse.Namespace) -> None:
             f"reduction={red}, function attached: {'yes' if has_fn else 'no'}"
         )
     print(f"{found} SmoothL1Loss node(s)")
-
-
-def _walk_nodes(graph: onnx.GraphProto):
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _walk_nodes(attr.g)
-            for g in attr.graphs:
-                yield from _walk_nodes(g)
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:

@@ -299,20 +299,9 @@ def dynamic_axes_from_shapes(
     return axes
 
 
-def _loss_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
-    for node in graph.node:
-        if (node.domain, node.op_type) == (spec.DOMAIN, spec.OP_TYPE):
-            yield node
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _loss_nodes(attr.g)
-            for sub in attr.graphs:
-                yield from _loss_nodes(sub)
-
-
 def count_loss_nodes(model: onnx.ModelProto) -> int:
     """How many ``SmoothL1Loss`` nodes ``model``'s graphs hold (subgraphs included)."""
-    return sum(1 for _ in _loss_nodes(model.graph))
+    return sum(1 for n in spec.walk_nodes(model.graph.node) if spec.is_loss_node(n))
 
 
 def _default_opset(model: onnx.ModelProto) -> int:
@@ -329,7 +318,7 @@ def _node_dtype(model: onnx.ModelProto) -> str | None:
         v.name: v.type.tensor_type.elem_type
         for v in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]
     }
-    found = {types.get(n.input[0]) for n in _loss_nodes(model.graph)}
+    found = {types.get(n.input[0]) for n in spec.walk_nodes(model.graph.node) if spec.is_loss_node(n)}
     if None in found or 0 in found or len(found) != 1 or not found <= set(_FLOAT_TYPES):
         raise ValueError(
             f"opset {_default_opset(model)} has no CastLike, so the function is specialised to "

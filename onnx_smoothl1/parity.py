@@ -463,9 +463,7 @@ def specialise(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _op_types(model: onnx.ModelProto) -> set[str]:
-    from .cli import _walk_nodes
-
-    return {n.op_type for n in _walk_nodes(model.graph)}
+    return {n.op_type for n in spec.walk_nodes(model.graph.node)}
 
 
 # --------------------------------------------------------------------------------------
@@ -1353,9 +1351,7 @@ def run_model_file(
     """Run a user's model (containing the node) through every path that can run it."""
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model))
-    from .cli import _walk_nodes
-
-    if not any((n.domain, n.op_type) == (spec.DOMAIN, spec.OP_TYPE) for n in _walk_nodes(model.graph)):
+    if not any(spec.is_loss_node(n) for n in spec.walk_nodes(model.graph.node)):
         raise ValueError(f"the model has no {spec.DOMAIN}::{spec.OP_TYPE} node")
     feeds = random_feeds(model, inputs, seed)
     outputs = [o.name for o in model.graph.output]

@@ -158,18 +158,10 @@ def _parse_or_none(data: bytes) -> onnx.ModelProto | None:
 
 
 def _all_nodes(model: onnx.ModelProto):
-    def walk(nodes):
-        for node in nodes:
-            yield node
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    yield from walk(attr.g.node)
-                for g in attr.graphs:
-                    yield from walk(g.node)
-
-    yield from walk(model.graph.node)
+    """Nodes of the main graph, its subgraphs and the model's local functions."""
+    yield from spec.walk_nodes(model.graph.node)
     for f in model.functions:
-        yield from walk(f.node)
+        yield from spec.walk_nodes(f.node)
 
 
 def _non_utf8_field(message, path: str = "model") -> str | None:

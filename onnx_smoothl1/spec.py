@@ -8,6 +8,7 @@ The behaviour itself is specified in ``SPEC.md`` (PyTorch's ``smooth_l1_loss``).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from typing import Final
 
 import numpy as np
@@ -37,6 +38,22 @@ MIN_OPSET: Final = 13
 def max_opset() -> int:
     """Newest default-domain opset the installed onnx package defines."""
     return int(onnx.defs.onnx_opset_version())
+
+
+def walk_nodes(nodes: Iterable[onnx.NodeProto]) -> Iterator[onnx.NodeProto]:
+    """``nodes`` (a graph's or a function's) and every node of their If/Loop/Scan subgraphs."""
+    for node in nodes:
+        yield node
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from walk_nodes(attr.g.node)
+            for sub in attr.graphs:
+                yield from walk_nodes(sub.node)
+
+
+def is_loss_node(node: onnx.NodeProto) -> bool:
+    """Whether ``node`` is an ``onnx_smoothl1::SmoothL1Loss`` node."""
+    return (node.domain, node.op_type) == (DOMAIN, OP_TYPE)
 
 
 def check_beta(beta: object, *, name: str = "beta") -> float:

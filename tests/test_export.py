@@ -218,7 +218,7 @@ def test_python_op_float64(dtype, dynamo):
 def test_node_attributes(dynamo):
     model = onnx.load_from_string(exported("several_losses", "float32", dynamo, "function"))
     attrs = [{a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
-             for n in exporter._loss_nodes(model.graph)]
+             for n in sl1.spec.walk_nodes(model.graph.node) if sl1.spec.is_loss_node(n)]
     got = sorted((a["beta"], a["reduction"].decode()) for a in attrs)
     # smooth_l1 mean b1, smooth_l1 none b0.5, huber sum d1.5 (node beta 1.5), l1 none (beta 0)
     assert got == sorted([(1.0, "mean"), (0.5, "none"), (1.5, "sum"), (0.0, "none")])
