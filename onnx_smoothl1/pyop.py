@@ -141,10 +141,8 @@ def received_beta(beta: float) -> float:
 def check_model(model) -> None:
     """``ValueError`` for a SmoothL1Loss node whose beta the Python op cannot receive exactly
     (onnxruntime-extensions passes float attributes with 6 significant digits)."""
-    from .runtime import _all_nodes
-
-    for node in _all_nodes(model):
-        if (node.domain, node.op_type) != (spec.DOMAIN, spec.OP_TYPE):
+    for node in spec.walk_nodes(model.graph.node):
+        if not spec.is_loss_node(node):
             continue
         for attr in node.attribute:
             if attr.name == "beta" and attr.type == attr.FLOAT and not attr.ref_attr_name:
