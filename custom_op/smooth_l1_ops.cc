@@ -61,6 +61,27 @@ std::string NodeLabel(const std::string& node_name) {
   return std::string(kOpType) + " node '" + (node_name.empty() ? "<unnamed>" : node_name) + "'";
 }
 
+// The type an attribute has when it is present but could not be read as the expected type
+// ("" when it is absent), so a wrong type is an error rather than silently the default.
+std::string PresentAs(const OrtApi* api, const OrtKernelInfo* info, const char* name) {
+  auto ok = [api](OrtStatus* st) {
+    if (st == nullptr) return true;
+    api->ReleaseStatus(st);
+    return false;
+  };
+  float f = 0.0f;
+  int64_t i = 0;
+  size_t n = 0;
+  if (ok(api->KernelInfoGetAttribute_float(info, name, &f))) return "FLOAT";
+  if (ok(api->KernelInfoGetAttribute_int64(info, name, &i))) return "INT";
+  if (ok(api->KernelInfoGetAttribute_string(info, name, nullptr, &n))) return "STRING";
+  n = 0;
+  if (ok(api->KernelInfoGetAttributeArray_float(info, name, nullptr, &n))) return "FLOATS";
+  n = 0;
+  if (ok(api->KernelInfoGetAttributeArray_int64(info, name, nullptr, &n))) return "INTS";
+  return "";
+}
+
 // Read and validate the attributes once. Returns a non-null OrtStatus on error; the message
 // names the node, the attribute and the offending value.
 OrtStatus* ReadNodeConfig(const OrtApi* api, const OrtKernelInfo* info, NodeConfig* cfg) {
@@ -81,8 +102,13 @@ OrtStatus* ReadNodeConfig(const OrtApi* api, const OrtKernelInfo* info, NodeConf
   // beta: FLOAT attribute, default 1.0 when absent.
   float beta = 1.0f;
   if (OrtStatus* st = api->KernelInfoGetAttribute_float(info, "beta", &beta)) {
-    api->ReleaseStatus(st);  // absent (or not a float): keep the default
-    beta = 1.0f;
+    api->ReleaseStatus(st);
+    const std::string kind = PresentAs(api, info, "beta");
+    if (!kind.empty()) {
+      return api->CreateStatus(ORT_INVALID_ARGUMENT,
+                               (label + ": invalid attribute beta: must be a FLOAT, got " + kind).c_str());
+    }
+    beta = 1.0f;  // absent: the default
   }
   const std::string beta_error = CheckBeta(beta);
   if (!beta_error.empty()) {
@@ -98,6 +124,12 @@ OrtStatus* ReadNodeConfig(const OrtApi* api, const OrtKernelInfo* info, NodeConf
   size = 0;
   if (OrtStatus* st = api->KernelInfoGetAttribute_string(info, "reduction", nullptr, &size)) {
     api->ReleaseStatus(st);
+    const std::string kind = PresentAs(api, info, "reduction");
+    if (!kind.empty()) {
+      return api->CreateStatus(
+          ORT_INVALID_ARGUMENT,
+          (label + ": invalid attribute reduction: must be a STRING, got " + kind).c_str());
+    }
   } else {
     std::string value(size, '\0');
     if (OrtStatus* st2 = api->KernelInfoGetAttribute_string(info, "reduction", value.data(), &size)) {

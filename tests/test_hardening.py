@@ -354,21 +354,14 @@ def test_kernel_refuses_bad_attribute_value_at_session_creation(kernel_outcomes,
     assert shown in result["error"], result
 
 
-KERNEL_ATTR_TYPE_DEFECT = (
-    "DEFECT (custom_op/smooth_l1_ops.cc ReadNodeConfig, reported; verified fix in the final "
-    "report): an attribute of the wrong type is treated as absent, so beta=2 (INT) or '0.5' "
-    "(STRING) silently runs with beta=1.0 and reduction=1 (INT) with 'mean' when onnxruntime is "
-    "used straight (inference_session refuses these models itself)")
-
-
 @needs_kernel
 @pytest.mark.parametrize("case", list(BAD_ATTR_TYPES))
 def test_kernel_refuses_wrong_attribute_type_at_session_creation(kernel_outcomes, case):
     name, value, _ = BAD_ATTR_TYPES[case]
     result = kernel_outcomes["attr:" + case]
-    if result["ok"]:  # passes by itself once the kernel is fixed
-        pytest.xfail(f"{KERNEL_ATTR_TYPE_DEFECT}: session created despite {name}={value!r}")
+    assert not result["ok"], f"session created despite {name}={value!r} ({type(value).__name__})"
     assert "SmoothL1Loss node 'smooth_l1'" in result["error"] and name in result["error"], result
+    assert "must be a" in result["error"], result
 
 
 @needs_kernel
