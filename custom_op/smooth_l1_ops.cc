@@ -188,6 +188,19 @@ OrtStatus* MakeOutputPlan(const OrtApi* api, OrtKernelContext* ctx, const NodeCo
   return nullptr;
 }
 
+// ONNX element type of each registered C++ type (the op's type constraints; the CUDA side
+// maps it to its launcher's dtype).
+template <typename T>
+constexpr ONNXTensorElementDataType ElementType();
+template <>
+constexpr ONNXTensorElementDataType ElementType<float>() { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+template <>
+constexpr ONNXTensorElementDataType ElementType<double>() { return ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE; }
+template <>
+constexpr ONNXTensorElementDataType ElementType<Ort::Float16_t>() { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16; }
+template <>
+constexpr ONNXTensorElementDataType ElementType<Ort::BFloat16_t>() { return ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16; }
+
 #ifdef USE_CUDA
 // CudaKernel<T>: same NodeConfig / MakeOutputPlan, enqueues on ORT's compute stream.
 #include "cuda/smooth_l1_cuda_ops.h"
@@ -256,17 +269,6 @@ struct CpuKernel {
 
 // ---------------------------------------------------------------------------------------
 // The OrtCustomOp: one per (kernel, element type). Kernel provides cfg, kEp and Compute.
-
-template <typename T>
-constexpr ONNXTensorElementDataType ElementType();
-template <>
-constexpr ONNXTensorElementDataType ElementType<float>() { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
-template <>
-constexpr ONNXTensorElementDataType ElementType<double>() { return ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE; }
-template <>
-constexpr ONNXTensorElementDataType ElementType<Ort::Float16_t>() { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16; }
-template <>
-constexpr ONNXTensorElementDataType ElementType<Ort::BFloat16_t>() { return ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16; }
 
 template <typename Kernel, typename T>
 struct SmoothL1Op : Ort::Custom::OrtLiteCustomOp {

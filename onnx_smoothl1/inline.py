@@ -13,33 +13,16 @@ import onnx.inliner
 
 from . import spec
 from .function import attach_function
-from .model import _ranked_twin, ir_version_for
+from .model import ir_version_for, ranked_twin
 
 
-def _domains_used(graph: onnx.GraphProto, into: set[str]) -> set[str]:
-    for node in graph.node:
-        into.add(node.domain)
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                _domains_used(attr.g, into)
-            for sub in attr.graphs:
-                _domains_used(sub, into)
-    return into
-
-
-def _names_read(graph: onnx.GraphProto, into: set[str]) -> set[str]:
-    for node in graph.node:
-        into.update(node.input)
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                _names_read(attr.g, into)
-            for sub in attr.graphs:
-                _names_read(sub, into)
-    return into
+def _domains_used(graph: onnx.GraphProto) -> set[str]:
+    return {node.domain for node in spec.walk_nodes(graph.node)}
 
 
 def _drop_unused_initializers(graph: onnx.GraphProto) -> None:
-    used = _names_read(graph, set()) | {o.name for o in graph.output}
+    used = {name for node in spec.walk_nodes(graph.node) for name in node.input}
+    used |= {o.name for o in graph.output}
     kept = [t for t in graph.initializer if t.name in used]
     if len(kept) != len(graph.initializer):
         del graph.initializer[:]
@@ -70,14 +53,14 @@ def inline(model: onnx.ModelProto, *, fold: bool = True, check: bool = True) -> 
     work = onnx.ModelProto()
     work.CopyFrom(model)
     key = (spec.DOMAIN, spec.OP_TYPE)
-    used = spec.DOMAIN in _domains_used(work.graph, set())
+    used = spec.DOMAIN in _domains_used(work.graph)
     if used and key not in {(f.domain, f.name) for f in work.functions}:
         attach_function(work)
     out = onnx.inliner.inline_selected_functions(work, [key], exclude=False)
     kept = [f for f in out.functions if (f.domain, f.name) != key]
     del out.functions[:]
     out.functions.extend(kept)
-    in_use = _domains_used(out.graph, set())
+    in_use = _domains_used(out.graph)
     for f in out.functions:
         for node in f.node:
             in_use.add(node.domain)
@@ -104,5 +87,5 @@ def inline(model: onnx.ModelProto, *, fold: bool = True, check: bool = True) -> 
     if check:
         # The checker rejects main-graph inputs of unknown rank (make_model's "any rank"
         # models, models/*.onnx); check their rank-1 twin, as make_model does.
-        onnx.checker.check_model(_ranked_twin(out), full_check=True)
+        onnx.checker.check_model(ranked_twin(out), full_check=True)
     return out

@@ -68,7 +68,7 @@ def make_model(
     )
     attach_function(model, dtype)
     model.ir_version = ir_version_for(model)
-    onnx.checker.check_model(model if rank is not None else _ranked_twin(model), full_check=True)
+    onnx.checker.check_model(model if rank is not None else ranked_twin(model), full_check=True)
     return model
 
 
@@ -76,7 +76,9 @@ def _dims(name: str, rank: int | None) -> list[str] | None:
     return None if rank is None else [f"{name}_d{i}" for i in range(rank)]
 
 
-def _ranked_twin(model: onnx.ModelProto) -> onnx.ModelProto:
+def ranked_twin(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with a rank-1 symbolic shape on every unshaped graph input/output, so that
+    onnx's checker (which insists on declared main-graph shapes) can check the rest."""
     twin = onnx.ModelProto()
     twin.CopyFrom(model)
     for value in [*twin.graph.input, *twin.graph.output]:

@@ -383,6 +383,26 @@ def node_only(model: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
+def _with_input_dims(
+    model: onnx.ModelProto, dims: Mapping[str, Sequence[int | str]]
+) -> onnx.ModelProto:
+    """A copy of ``model`` whose named graph inputs declare ``dims`` (int: fixed, str: symbolic)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for value in out.graph.input:
+        if value.name not in dims:
+            continue
+        tensor = value.type.tensor_type
+        tensor.ClearField("shape")
+        tensor.shape.SetInParent()
+        for d in dims[value.name]:
+            if isinstance(d, str):
+                tensor.shape.dim.add().dim_param = d
+            else:
+                tensor.shape.dim.add().dim_value = int(d)
+    return out
+
+
 def with_static_shapes(
     model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]]
 ) -> onnx.ModelProto:
@@ -390,32 +410,12 @@ def with_static_shapes(
 
     OpenVINO's CPU plugin rejects inputs of unknown rank and tract wants known shapes.
     """
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    for value in out.graph.input:
-        if value.name not in shapes:
-            continue
-        tensor = value.type.tensor_type
-        tensor.ClearField("shape")
-        tensor.shape.SetInParent()
-        for d in shapes[value.name]:
-            tensor.shape.dim.add().dim_value = int(d)
-    return out
+    return _with_input_dims(model, shapes)
 
 
 def with_ranks(model: onnx.ModelProto, ranks: Mapping[str, int]) -> onnx.ModelProto:
     """A copy of ``model`` whose graph inputs have these ranks, every dimension symbolic."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    for value in out.graph.input:
-        if value.name not in ranks:
-            continue
-        tensor = value.type.tensor_type
-        tensor.ClearField("shape")
-        tensor.shape.SetInParent()
-        for i in range(ranks[value.name]):
-            tensor.shape.dim.add().dim_param = f"{value.name}_d{i}"
-    return out
+    return _with_input_dims(model, {k: [f"{k}_d{i}" for i in range(r)] for k, r in ranks.items()})
 
 
 def has_smoothl1_function(model: onnx.ModelProto) -> bool:

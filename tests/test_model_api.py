@@ -56,7 +56,7 @@ def test_unknown_rank_model_checks_everything_but_input_declarations():
     model = sl1.make_model()
     with pytest.raises(onnx.checker.ValidationError, match="shape"):
         onnx.checker.check_model(model)  # onnx's main-graph rule, see make_model's docstring
-    onnx.checker.check_model(sl1.model._ranked_twin(model), full_check=True)
+    onnx.checker.check_model(sl1.model.ranked_twin(model), full_check=True)
 
 
 @pytest.mark.parametrize(

@@ -535,28 +535,31 @@ inline size_t NumTasks(int64_t nblocks) {
   return static_cast<size_t>((nblocks + kTaskBlocks - 1) / kTaskBlocks);
 }
 
-template <typename T>
-void RunElemTask(void* data, size_t task) {
-  const auto& t = *static_cast<const Task<T>*>(data);
+// Calls fn(block, start, end) for the blocks of thread-pool task `task`.
+template <typename T, typename Fn>
+void ForTaskBlocks(const Task<T>& t, size_t task, Fn&& fn) {
   const int64_t b0 = static_cast<int64_t>(task) * kTaskBlocks;
   const int64_t b1 = std::min(b0 + kTaskBlocks, t.nblocks);
   for (int64_t b = b0; b < b1; ++b) {
     const int64_t start = b * kBlock;
-    const int64_t end = std::min(start + kBlock, t.plan->numel);
-    BlockElem(t.x, t.y, t.out, *t.plan, start, end, *t.consts);
+    fn(b, start, std::min(start + kBlock, t.plan->numel));
   }
+}
+
+template <typename T>
+void RunElemTask(void* data, size_t task) {
+  const auto& t = *static_cast<const Task<T>*>(data);
+  ForTaskBlocks(t, task, [&t](int64_t, int64_t start, int64_t end) {
+    BlockElem(t.x, t.y, t.out, *t.plan, start, end, *t.consts);
+  });
 }
 
 template <typename T>
 void RunSumTask(void* data, size_t task) {
   const auto& t = *static_cast<const Task<T>*>(data);
-  const int64_t b0 = static_cast<int64_t>(task) * kTaskBlocks;
-  const int64_t b1 = std::min(b0 + kTaskBlocks, t.nblocks);
-  for (int64_t b = b0; b < b1; ++b) {
-    const int64_t start = b * kBlock;
-    const int64_t end = std::min(start + kBlock, t.plan->numel);
+  ForTaskBlocks(t, task, [&t](int64_t b, int64_t start, int64_t end) {
     t.partial[b] = BlockSum(t.x, t.y, *t.plan, start, end, *t.consts);
-  }
+  });
 }
 
 void Run(const Parallel& par, void (*fn)(void*, size_t), size_t total, void* data) {

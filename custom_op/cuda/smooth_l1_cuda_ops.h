@@ -15,15 +15,13 @@
 constexpr const char* kCudaEp = "CUDAExecutionProvider";
 
 template <typename T>
-constexpr int CudaDtype();
-template <>
-constexpr int CudaDtype<float>() { return SMOOTHL1_CUDA_F32; }
-template <>
-constexpr int CudaDtype<double>() { return SMOOTHL1_CUDA_F64; }
-template <>
-constexpr int CudaDtype<Ort::Float16_t>() { return SMOOTHL1_CUDA_F16; }
-template <>
-constexpr int CudaDtype<Ort::BFloat16_t>() { return SMOOTHL1_CUDA_BF16; }
+constexpr int CudaDtype() {
+  constexpr ONNXTensorElementDataType e = ElementType<T>();
+  return e == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT    ? SMOOTHL1_CUDA_F32
+         : e == ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE ? SMOOTHL1_CUDA_F64
+         : e == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16 ? SMOOTHL1_CUDA_F16
+                                                      : SMOOTHL1_CUDA_BF16;
+}
 
 inline int CudaReduction(Reduction r) {
   return r == Reduction::kNone ? SMOOTHL1_CUDA_NONE
