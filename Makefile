@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo models clean build asan abi-check bench-cpu
+.PHONY: install test demo models clean build asan abi-check bench-cpu runtimes
 
 $(STAMP): pyproject.toml constraints.txt CMakeLists.txt
 	$(PYTHON) -m venv $(VENV)
@@ -65,7 +65,13 @@ abi-check: $(LIB)
 bench-cpu: $(STAMP) $(LIB)
 	$(PY) benchmarks/cpu.py $(BENCH_ARGS)
 
-test: $(STAMP) $(LIB)
+# The execution-provider runtimes of the parity runner (WebGPU plugin EP on Mesa lavapipe,
+# onnxruntime-openvino in its own venv): scripts/setup_runtimes.sh, idempotent, always exit 0
+# (a runtime it cannot set up gets third_party/runtimes/<name>.unavailable with the reason).
+runtimes: $(STAMP)
+	bash scripts/setup_runtimes.sh $(PY)
+
+test: $(STAMP) $(LIB) runtimes
 	$(PY) -m pytest -q tests
 
 demo: $(STAMP)
@@ -76,7 +82,7 @@ models: $(STAMP)
 	$(PY) -m onnx_smoothl1.cli make-models models
 
 clean:
-	rm -rf $(VENV) build
+	rm -rf $(VENV) .venv-ort-openvino build third_party/runtimes third_party/mesa
 
 # On a GPU machine only (no network): CUDA build, launcher test, pytest -m cuda, benchmark
 # (custom_op/gpu_check.sh; README, "CUDA kernel").

@@ -1,41 +1,131 @@
 """The ``SmoothL1Loss`` node and the model-local FunctionProto that defines it.
 
-Design (README, "How the function picks the reduction"): one function serves every node in a
-model, whatever its ``beta`` and ``reduction``. ``beta`` reaches the body through an
-attribute reference (``Constant<value_float=@beta>``). ``reduction`` is a string, and neither
-runtime can branch on a string portably: ``Equal`` on strings only exists from opset 19 and
-onnx.reference's string ``Equal`` breaks on strings of different lengths. So the body hands
-``@reduction`` to the one standard op whose attribute has exactly our three values,
-``NegativeLogLikelihoodLoss``, applied to a constant 2x1 probe. The probe's output has 2
-elements for 'none' and is 1.5 for 'mean', 3.0 for 'sum'; two ``If`` nodes select the branch.
+Design (README, "The ONNX function"):
 
-Arithmetic is done in float64 for every input type and cast back once at the end: float16
-and bfloat16 then accumulate in (more than) float32 as SPEC requires, float32 sums are as
-accurate as the float64 reference, and the body needs no per-type variants. ``CastLike``
-(opset 15+) casts back to the input's own type; for opset 13-14, which lack it, the function
-is specialised to one element type (``dtype``).
+* **One body for every node's beta and reduction.** ``beta`` reaches the body through an
+  attribute reference (``Constant<value_float=@beta>``). ``reduction`` is a string, and no
+  runtime can branch on a string portably (string ``Equal`` exists from opset 19 only and
+  onnx.reference's breaks on strings of different lengths), so the body hands
+  ``@reduction`` to the one standard op whose attribute has exactly our three values,
+  ``NegativeLogLikelihoodLoss``, applied to a constant 2x1 probe: 2 elements for 'none',
+  1.5 for 'mean', 3.0 for 'sum'. Two ``If`` nodes select the branch; their conditions are
+  constants once the node's attributes are known, so onnxruntime folds them at session
+  creation and :func:`onnx_smoothl1.inline` folds them away.
+* **No float64 unless the model is float64** (SPEC, "Precision and portability"). float32
+  computes in float32, float16/bfloat16 in float32 with one rounding at the end, float64 in
+  float64. WebGPU, TensorRT, DirectML, QNN and OpenVINO have no float64 arithmetic.
+* **'none' in PyTorch's own CPU order**: ``d = |x - y|; d < beta ? (0.5 * d) * d / beta :
+  d - 0.5 * beta``, so float32/float64 results are bitwise identical to
+  ``torch.nn.functional.smooth_l1_loss``.
+* **'mean' and 'sum' accurate from the graph's structure.** One plain float32 ``ReduceSum``
+  is not enough (onnxruntime's is off by ~1e-3 at 2^24 elements). The elements are padded
+  with zeros to a multiple of ``BLOCK * BLOCK`` and reshaped to ``[BLOCK, BLOCK, K]``; three
+  ``ReduceSum`` nodes then sum the K contiguous elements of each of the ``BLOCK**2`` rows
+  (their rounding errors are independent and average out), then ``BLOCK`` partials twice.
+  The reduced branch uses ``d * (d * (0.5 / beta))`` for the quadratic part: one rounding
+  more per element than torch's form, one pass over the data less.
+* **Element types.** The body is specialised to the element types of the model's loss nodes
+  (:func:`make_function`'s ``dtypes``): constants and casts are typed statically, so a
+  float32 body has no ``Cast`` at all. A model that mixes types gets one body that serves
+  all of them: float32 with float16/bfloat16 casts every input to float32 (a no-op for
+  float32) and back with ``CastLike``; float32 with float64 computes in the input's own type
+  (constants via ``CastLike``); half types with float64 dispatch on a constant-shaped type
+  probe with one more ``If``. FunctionProto overloads would be the natural tool, but
+  onnx.reference ignores them (it runs the wrong overload).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
 from . import spec
 
+#: Fan-in of the two upper levels of the reduction tree (the padding unit is BLOCK**2).
+BLOCK = 32
+
+_FLOAT = TensorProto.FLOAT
 _DOUBLE = TensorProto.DOUBLE
+_HALF = frozenset({TensorProto.FLOAT16, TensorProto.BFLOAT16})
+_n = helper.make_node
 
 
-def _const(name: str, value: float | int | list, dtype: int) -> onnx.NodeProto:
-    """A ``Constant`` node holding a (scalar or nested-list) tensor."""
-    import numpy as np
+@dataclass(frozen=True)
+class _Typing:
+    """How one body handles element types.
 
-    array = np.array(value, dtype=helper.tensor_dtype_to_np_dtype(dtype))
-    return helper.make_node(
-        "Constant", [], [name], value=onnx.numpy_helper.from_array(array, name)
-    )
+    ``compute``: the arithmetic type (FLOAT / DOUBLE), or ``None`` for "the input's own
+    type" (a float32 + float64 model). ``cast_in``: Cast both inputs to ``compute`` first.
+    ``cast_out``: the type to Cast the result to, ``"like"`` for ``CastLike(·, input)``, or
+    ``None`` when the result already has the input's type.
+    """
+
+    compute: int | None
+    cast_in: bool
+    cast_out: int | str | None
+
+
+class _Builder:
+    """Accumulates the nodes of one (sub)graph, with names prefixed so that sibling
+    branches never collide."""
+
+    def __init__(self, typing: _Typing, prefix: str = "") -> None:
+        self.t = typing
+        self.prefix = prefix
+        self.nodes: list[onnx.NodeProto] = []
+
+    def name(self, base: str) -> str:
+        return self.prefix + base
+
+    def add(self, op: str, inputs: Sequence[str], output: str, **attrs: object) -> str:
+        out = self.name(output)
+        self.nodes.append(_n(op, list(inputs), [out], **attrs))
+        return out
+
+    def const(self, base: str, value: float | int | list, dtype: int) -> str:
+        array = np.array(value, dtype=helper.tensor_dtype_to_np_dtype(dtype))
+        out = self.name(base)
+        self.nodes.append(
+            _n("Constant", [], [out], value=onnx.numpy_helper.from_array(array, out))
+        )
+        return out
+
+    def real(self, base: str, value: float) -> str:
+        """A scalar constant of the compute type."""
+        if self.t.compute is not None:
+            return self.const(base, value, self.t.compute)
+        return self.add("CastLike", [self.const(base + "_f", value, _FLOAT), "input"], base)
+
+    def to_compute(self, src: str, base: str) -> str:
+        """``src`` (a float32 tensor) in the compute type."""
+        if self.t.compute == _FLOAT:
+            return src
+        if self.t.compute == _DOUBLE:
+            return self.add("Cast", [src], base, to=_DOUBLE)
+        return self.add("CastLike", [src, "input"], base)
+
+    def zeros(self, shape: str, base: str) -> str:
+        value = onnx.numpy_helper.from_array(
+            np.zeros(1, dtype=np.float64 if self.t.compute == _DOUBLE else np.float32)
+        )
+        zeros = self.add("ConstantOfShape", [shape], base + "_f" if self.t.compute is None else base,
+                         value=value)
+        return zeros if self.t.compute is not None else self.add("CastLike", [zeros, "input"], base)
+
+    def cast_out(self, src: str, dst: str) -> str:
+        """``src`` in the input's type, written to ``dst`` (a full name)."""
+        if self.t.cast_out is None:
+            op, inputs, attrs = "Identity", [src], {}
+        elif self.t.cast_out == "like":
+            op, inputs, attrs = "CastLike", [src, "input"], {}
+        else:
+            op, inputs, attrs = "Cast", [src], {"to": self.t.cast_out}
+        self.nodes.append(_n(op, inputs, [dst], **attrs))
+        return dst
 
 
 def _with_ref(node: onnx.NodeProto, attr: str, ref: str, kind: int) -> onnx.NodeProto:
@@ -45,102 +135,176 @@ def _with_ref(node: onnx.NodeProto, attr: str, ref: str, kind: int) -> onnx.Node
     return node
 
 
-def _cast_back(src: str, dst: str, dtype: str | None, opset: int) -> onnx.NodeProto:
-    if opset >= 15:
-        return helper.make_node("CastLike", [src, "input"], [dst])
-    if dtype is None:
-        raise ValueError(
-            f"opset {opset} has no CastLike, so the function must be specialised: pass dtype "
-            f"(one of {', '.join(spec.DTYPES)})"
-        )
-    return helper.make_node("Cast", [src], [dst], to=spec.DTYPES[spec.check_dtype(dtype)])
+def _graph(name: str, nodes: Sequence[onnx.NodeProto], out: str) -> onnx.GraphProto:
+    # The output's type is left to inference: it is the input's type, which a generic body
+    # does not know.
+    value = onnx.ValueInfoProto()
+    value.name = out
+    return helper.make_graph(list(nodes), name, [], [value])
 
 
-def _reduce_all(op: str, src: str, dst: str) -> onnx.NodeProto:
-    # No ``axes`` at all: every opset >= 13 then reduces over all dimensions, and rank-0
-    # inputs stay rank 0.
-    return helper.make_node(op, [src], [dst], keepdims=0)
+def _blocked_sum(b: _Builder, elem: str) -> str:
+    """Sum of all elements of ``elem`` (any shape) as a [1] tensor, from the graph's structure.
 
-
-def _branch(name: str, nodes: Sequence[onnx.NodeProto], out: str) -> onnx.GraphProto:
-    return helper.make_graph(
-        list(nodes), name, [], [helper.make_tensor_value_info(out, _DOUBLE, None)]
+    Pad with zeros to a multiple of BLOCK**2, view as [BLOCK, BLOCK, K] and reduce K, then
+    BLOCK, then BLOCK: the innermost sums run over contiguous memory, their errors are
+    independent, and the top two levels are short (see the module docstring).
+    """
+    unit = BLOCK * BLOCK
+    flat = b.add("Reshape", [elem, b.const("flat_shape", [-1], TensorProto.INT64)], "flat")
+    size = b.add("Shape", [flat], "size")
+    missing = b.add("Mod", [b.add("Neg", [size], "neg_size"),
+                            b.const("unit", [unit], TensorProto.INT64)], "missing")
+    padded = b.add("Concat", [flat, b.zeros(missing, "zeros")], "padded", axis=0)
+    blocks = b.add(
+        "Reshape", [padded, b.const("block_shape", [BLOCK, BLOCK, -1], TensorProto.INT64)],
+        "blocks",
     )
+    rows = b.add("ReduceSum", [blocks, b.const("axis2", [2], TensorProto.INT64)], "rows",
+                 keepdims=0)
+    cols = b.add("ReduceSum", [rows, b.const("axis1", [1], TensorProto.INT64)], "cols",
+                 keepdims=0)
+    # keepdims=1 and no ``axes`` (every opset >= 13 then reduces all dimensions): a [1]
+    # tensor, squeezed by the caller. OpenVINO's EP leaves a ReduceSum down to rank 0 on
+    # the CPU provider but takes this form.
+    return b.add("ReduceSum", [cols], "total", keepdims=1)
 
 
-def make_function(opset: int = 18, dtype: str | None = None) -> onnx.FunctionProto:
+def _loss_nodes(typing: _Typing, prefix: str, out: str) -> list[onnx.NodeProto]:
+    """The whole computation for one typing: element-wise loss, reduction switch, cast
+    back; the result goes to ``out`` (a full name)."""
+    b = _Builder(typing, prefix)
+    if typing.cast_in:
+        x = b.add("Cast", ["input"], "x", to=_FLOAT)
+        y = b.add("Cast", ["target"], "y", to=_FLOAT)
+    else:
+        x, y = "input", "target"
+    d = b.add("Abs", [b.add("Sub", [x, y], "diff")], "d")
+    beta_f = b.name("beta_f")
+    b.nodes.append(
+        _with_ref(_n("Constant", [], [beta_f]), "value_float", "beta", onnx.AttributeProto.FLOAT)
+    )
+    beta = b.to_compute(beta_f, "beta")
+    half = b.real("half", 0.5)
+    # With beta == 0, d < beta is never true, so the (0/0 or x/0) quadratic branch is
+    # computed but never selected: plain L1, as SPEC and torch define it.
+    is_quad = b.add("Less", [d, beta], "is_quad")
+    lin = b.add("Sub", [d, b.add("Mul", [half, beta], "half_beta")], "lin")
+
+    # PyTorch's CPU order is (0.5 * d) * d / beta. 0.5 * d is exact and the real value of
+    # (0.5 * d * d) / beta equals (d * d) / (2 * beta), so both round to the same float
+    # (outside the subnormal range) with one multiplication fewer.
+    two_beta = b.add("Add", [beta, beta], "two_beta")
+    quad = b.add("Div", [b.add("Mul", [d, d], "d2"), two_beta], "quad")
+    elem = b.add("Where", [is_quad, quad, lin], "elem")
+
+    nb = _Builder(typing, prefix + "none_")
+    none_out = nb.cast_out(elem, nb.name("out"))
+    rb = _Builder(typing, prefix + "red_")
+    total = _blocked_sum(rb, elem)
+    sum_b = _Builder(typing, prefix + "sum_")
+    sum_out = sum_b.cast_out(sum_b.add("Squeeze", [total], "sum"), sum_b.name("out"))
+    mean_b = _Builder(typing, prefix + "mean_")
+    # sum / count rather than ReduceMean: an empty input must give NaN (0/0), which
+    # ReduceMean does not promise.
+    count_i = mean_b.add("Size", [d], "count_i")
+    if typing.compute is None:
+        count = mean_b.add("CastLike", [count_i, "input"], "count")
+    else:
+        count = mean_b.add("Cast", [count_i], "count", to=typing.compute)
+    mean = mean_b.add("Squeeze", [mean_b.add("Div", [total, count], "mean_1")], "mean")
+    mean_out = mean_b.cast_out(mean, mean_b.name("out"))
+
+    # Which reduction: see the module docstring.
+    probe = b.add(
+        "NegativeLogLikelihoodLoss",
+        [b.const("probe_in", [[-1.0], [-2.0]], _FLOAT), b.const("probe_target", [0, 0],
+                                                                  TensorProto.INT64)],
+        "probe",
+    )
+    _with_ref(b.nodes[-1], "reduction", "reduction", onnx.AttributeProto.STRING)
+    is_none = b.add("Equal", [b.add("Size", [probe], "probe_size"),
+                              b.const("two", 2, TensorProto.INT64)], "is_none")
+    is_sum = b.add("Greater", [b.add("ReduceSum", [probe], "probe_sum", keepdims=0),
+                               b.const("two_and_half", 2.5, _FLOAT)], "is_sum")
+    reduced_out = b.name("reduced_out")
+    reduced = rb.nodes + [
+        _n("If", [is_sum], [reduced_out],
+           then_branch=_graph("sum", sum_b.nodes, sum_out),
+           else_branch=_graph("mean", mean_b.nodes, mean_out))
+    ]
+    b.nodes.append(
+        _n("If", [is_none], [out],
+           then_branch=_graph("none", nb.nodes, none_out),
+           else_branch=_graph("reduced", reduced, reduced_out))
+    )
+    return b.nodes
+
+
+def _typing_for(types: frozenset[int], opset: int) -> list[_Typing] | None:
+    """The typing of a body serving ``types`` (None: a half + float64 mix, see below)."""
+    if len(types) == 1:
+        (t,) = types
+        compute = _DOUBLE if t == _DOUBLE else _FLOAT
+        return [_Typing(compute, t in _HALF, t if t in _HALF else None)]
+    if opset < 15:
+        names = ", ".join(sorted(_name(t) for t in types))
+        raise ValueError(
+            f"opset {opset} has no CastLike, so one function body serves one element type; "
+            f"this model mixes {names}: use opset >= 15"
+        )
+    if _DOUBLE not in types:
+        return [_Typing(_FLOAT, True, "like")]
+    if not types & _HALF:
+        return [_Typing(None, False, None)]
+    return None
+
+
+def _name(elem_type: int) -> str:
+    return next(k for k, v in spec.DTYPES.items() if v == elem_type)
+
+
+def _type_codes(dtypes: str | Iterable[str] | None) -> frozenset[int]:
+    if dtypes is None:
+        return frozenset(spec.DTYPES.values())
+    if isinstance(dtypes, str):
+        dtypes = [dtypes]
+    codes = frozenset(spec.DTYPES[spec.check_dtype(d, name="dtypes")] for d in dtypes)
+    if not codes:
+        raise ValueError("dtypes must name at least one element type")
+    return codes
+
+
+def make_function(
+    opset: int = 18, dtypes: str | Iterable[str] | None = "float32"
+) -> onnx.FunctionProto:
     """Build the FunctionProto for ``onnx_smoothl1::SmoothL1Loss`` at default-domain ``opset``.
 
-    ``dtype`` is only needed (and only used) for opset 13-14, see the module docstring.
+    ``dtypes``: the element type(s) the model's loss nodes take (names as in
+    ``spec.DTYPES``); ``None`` means "any" (a body that serves every type, used when the
+    types cannot be inferred). A single type gives the leanest, statically typed body; see
+    the module docstring for mixes.
     """
     opset = spec.check_opset(opset)
-    n = helper.make_node
-    nodes = [
-        n("Cast", ["input"], ["x"], to=_DOUBLE),
-        n("Cast", ["target"], ["y"], to=_DOUBLE),
-        n("Sub", ["x", "y"], ["diff"]),
-        n("Abs", ["diff"], ["d"]),
-        _with_ref(n("Constant", [], ["beta_f"]), "value_float", "beta", onnx.AttributeProto.FLOAT),
-        n("Cast", ["beta_f"], ["beta"], to=_DOUBLE),
-        _const("half", 0.5, _DOUBLE),
-        # 0.5 * d * d / beta where d < beta, else d - 0.5 * beta. With beta == 0, d < beta is
-        # never true, so the (0/0 or x/0) quadratic branch is computed but never selected.
-        n("Less", ["d", "beta"], ["is_quad"]),
-        n("Mul", ["half", "d"], ["half_d"]),
-        n("Mul", ["half_d", "d"], ["half_d2"]),
-        n("Div", ["half_d2", "beta"], ["quad"]),
-        n("Mul", ["half", "beta"], ["half_beta"]),
-        n("Sub", ["d", "half_beta"], ["lin"]),
-        n("Where", ["is_quad", "quad", "lin"], ["elem"]),
-        # Which reduction: see module docstring.
-        _const("probe_in", [[-1.0], [-2.0]], TensorProto.FLOAT),
-        _const("probe_target", [0, 0], TensorProto.INT64),
-        _with_ref(
-            n("NegativeLogLikelihoodLoss", ["probe_in", "probe_target"], ["probe"]),
-            "reduction",
-            "reduction",
-            onnx.AttributeProto.STRING,
-        ),
-        n("Size", ["probe"], ["probe_size"]),
-        _const("two", 2, TensorProto.INT64),
-        n("Equal", ["probe_size", "two"], ["is_none"]),
-        n("ReduceSum", ["probe"], ["probe_sum"], keepdims=0),
-        _const("two_and_half", 2.5, TensorProto.FLOAT),
-        n("Greater", ["probe_sum", "two_and_half"], ["is_sum"]),
-        n(
-            "If",
-            ["is_none"],
-            ["loss_d"],
-            then_branch=_branch("none", [n("Identity", ["elem"], ["none_out"])], "none_out"),
-            else_branch=_branch(
-                "reduced",
-                [
-                    n(
-                        "If",
-                        ["is_sum"],
-                        ["reduced_out"],
-                        then_branch=_branch(
-                            "sum", [_reduce_all("ReduceSum", "elem", "sum_out")], "sum_out"
-                        ),
-                        else_branch=_branch(
-                            "mean",
-                            [
-                                # sum / count rather than ReduceMean: an empty input must give
-                                # NaN (0/0), which ReduceMean does not promise.
-                                _reduce_all("ReduceSum", "elem", "total"),
-                                n("Size", ["elem"], ["count_i"]),
-                                n("Cast", ["count_i"], ["count"], to=_DOUBLE),
-                                n("Div", ["total", "count"], ["mean_out"]),
-                            ],
-                            "mean_out",
-                        ),
-                    )
-                ],
-                "reduced_out",
-            ),
-        ),
-        _cast_back("loss_d", "loss", dtype, opset),
-    ]
+    types = _type_codes(dtypes)
+    typings = _typing_for(types, opset)
+    if typings is not None:
+        nodes = _loss_nodes(typings[0], "", "loss")
+    else:
+        # float64 next to float16/bfloat16: a probe that is non-zero only in float64
+        # (1 + 2^-30 rounds to 1 in every other type) picks the float64 or the float32 body.
+        b = _Builder(_Typing(None, False, None), "type_")
+        one = b.real("one", 1.0)
+        tiny = b.real("tiny", 2.0**-30)
+        excess = b.add("Sub", [b.add("Add", [one, tiny], "one_plus"), one], "excess")
+        is_f64 = b.add("Greater", [excess, b.real("zero", 0.0)], "is_f64")
+        f64_nodes = _loss_nodes(_Typing(None, False, None), "f64_", "f64_loss")
+        f32_nodes = _loss_nodes(_Typing(_FLOAT, True, "like"), "f32_", "f32_loss")
+        nodes = b.nodes + [
+            _n("If", [is_f64], ["loss"],
+               then_branch=_graph("float64", f64_nodes, "f64_loss"),
+               else_branch=_graph("float32", f32_nodes, "f32_loss"))
+        ]
     return helper.make_function(
         spec.DOMAIN,
         spec.OP_TYPE,
@@ -154,7 +318,8 @@ def make_function(opset: int = 18, dtype: str | None = None) -> onnx.FunctionPro
         ],
         doc_string=(
             "PyTorch smooth_l1_loss: d=|input-target|; 0.5*d^2/beta if d<beta else d-0.5*beta;"
-            " reduction none|mean|sum. Computed in float64, cast back to the input type."
+            " reduction none|mean|sum. Computed in float32 (float64 for float64 inputs), sums"
+            " blocked; element types: " + ", ".join(sorted(_name(t) for t in types)) + "."
         ),
     )
 
@@ -184,18 +349,56 @@ def make_node(
     )
 
 
-def attach_function(model: onnx.ModelProto, dtype: str | None = None) -> onnx.ModelProto:
+def loss_input_types(model: onnx.ModelProto) -> set[str] | None:
+    """The element types of ``model``'s SmoothL1Loss inputs (by shape inference), or None
+    when any of them is unknown or not a float type of ``spec.DTYPES``."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # a model shape inference cannot handle: type unknown
+        return None
+    known = {
+        v.name: v.type.tensor_type.elem_type
+        for v in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]
+    }
+    for init in inferred.graph.initializer:
+        known[init.name] = init.data_type
+    found: set[str] = set()
+    by_code = {v: k for k, v in spec.DTYPES.items()}
+    for node in spec.walk_nodes(model.graph.node):
+        if spec.is_loss_node(node):
+            for name in node.input:
+                code = known.get(name)
+                if code not in by_code:
+                    return None
+                found.add(by_code[code])
+    return found
+
+
+def attach_function(
+    model: onnx.ModelProto, dtypes: str | Iterable[str] | None = None
+) -> onnx.ModelProto:
     """Give ``model`` the function and the domain import its SmoothL1Loss nodes need (in place).
 
-    The function's opset equals the model's default-domain opset, as ORT requires. An
-    existing copy of the function is replaced, so calling this twice is harmless.
+    The function's opset equals the model's default-domain opset, as ORT requires. Its body
+    is specialised to ``dtypes`` (default: the loss inputs' types found by shape inference;
+    a body for every type when they cannot be inferred). An existing copy of the function
+    is replaced, so calling this twice is harmless.
     """
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is None:
         raise ValueError("model has no default-domain opset_import")
+    if dtypes is None:
+        found = loss_input_types(model)
+        dtypes = sorted(found) if found else None
+        if dtypes is None and opset < 15:
+            raise ValueError(
+                f"opset {opset} has no CastLike, so the function is specialised to one element "
+                "type, and this model's SmoothL1Loss input types are not known; pass dtypes or "
+                "use opset >= 15"
+            )
     kept = [f for f in model.functions if (f.domain, f.name) != (spec.DOMAIN, spec.OP_TYPE)]
     del model.functions[:]
-    model.functions.extend(kept + [make_function(opset, dtype)])
+    model.functions.extend(kept + [make_function(opset, dtypes)])
     if not any(o.domain == spec.DOMAIN for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid(spec.DOMAIN, spec.DOMAIN_VERSION))
     return model

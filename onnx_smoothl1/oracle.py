@@ -25,8 +25,14 @@ NUMPY_DTYPES: dict[str, np.dtype] = {
 
 F64_RTOL = 1e-12
 #: float32 'mean'/'sum' must be no worse than PyTorch's own float32 result, and never need to
-#: be better than one float32 rounding.
-F32_REDUCE_FLOOR = 2.0**-23
+#: be better than this (8 roundings of 2^-24). A float32 sum cannot promise less on every
+#: input: its elements carry their own roundings and every addition rounds, whatever the
+#: order. Measured (README, "Accuracy of float32 sums"): the function's blocked tree stays
+#: within ~2.6 roundings for 1..2^16 elements and beats torch at 2^24 and 2^26, where a
+#: plain float32 ReduceSum is off by 7e-4; that plain sum already exceeds this floor from
+#: ~2^17 elements on. ``tests/test_accuracy.py`` checks the aggregate claim "no worse than
+#: torch" over random sizes, which a per-case floor cannot.
+F32_REDUCE_FLOOR = 2.0**-21
 
 
 def as_beta(beta: float) -> float:
@@ -66,6 +72,28 @@ def torch_same_dtype(
     return out.numpy()
 
 
+def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
+    """Bitwise equal, except that any NaN equals any NaN (payloads differ between paths)."""
+    nan_a = np.isnan(a.astype(np.float64))
+    if not np.array_equal(nan_a, np.isnan(b.astype(np.float64))):
+        return False
+    bits = np.dtype(f"u{a.dtype.itemsize}")
+    return bool(np.array_equal(a[~nan_a].view(bits), b[~nan_a].view(bits)))
+
+
+def _errors(a: np.ndarray, ref64: np.ndarray) -> tuple[float, float]:
+    """Worst absolute and relative error over the finite elements of both."""
+    with np.errstate(invalid="ignore"):
+        fin = np.isfinite(a) & np.isfinite(ref64)
+    if not fin.any():
+        return 0.0, 0.0
+    abs_err = np.abs(a[fin] - ref64[fin])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(ref64[fin] != 0, abs_err / np.abs(ref64[fin]),
+                       np.where(abs_err == 0, 0.0, np.inf))
+    return float(abs_err.max()), float(rel.max())
+
+
 @dataclass(frozen=True)
 class Verdict:
     """Outcome of one comparison: pass/fail and the worst errors seen."""
@@ -97,10 +125,12 @@ def compare(
 ) -> Verdict:
     """Is ``actual`` (a path's output) within SPEC tolerance of the float64 reference?
 
-    Shapes and NaN positions must match exactly, infinities must match in sign. Finite
-    values: float64 rel <= 1e-12; float32 'none' within one float32 rounding, 'mean'/'sum'
-    no worse than ``torch_own`` (PyTorch's float32 result) or one rounding; float16/bfloat16
-    within one rounding of the output type.
+    A result identical to ``torch_own`` (PyTorch's own result in the same dtype) passes.
+    Otherwise shapes and NaN positions must match exactly, infinities must match in sign.
+    Finite values: float64 rel <= 1e-12; float32 'none' within one float32 rounding or no
+    worse than ``torch_own``, element by element; float32 'mean'/'sum' no worse than
+    ``torch_own`` or ``F32_REDUCE_FLOOR``; float16/bfloat16 within one rounding of the
+    output type.
     """
     dtype = spec.check_dtype(dtype)
     npdt = NUMPY_DTYPES[dtype]
@@ -111,6 +141,14 @@ def compare(
     if actual.shape != ref64.shape:
         return Verdict(False, np.inf, np.inf, f"shape {actual.shape} != {ref64.shape}")
     a = actual.astype(np.float64)
+    own = None if torch_own is None else np.asarray(torch_own)
+    if own is not None and own.dtype == npdt and own.shape == actual.shape:
+        if _same_values(actual, own):
+            # SPEC: a result identical to PyTorch's own in the same dtype always passes.
+            err = _errors(a, ref64)
+            return Verdict(True, *err)
+    else:
+        own = None
     nan_a, nan_r = np.isnan(a), np.isnan(ref64)
     if not np.array_equal(nan_a, nan_r):
         return Verdict(False, np.inf, np.inf, "NaN positions differ")
@@ -139,6 +177,10 @@ def compare(
             if np.all(np.isfinite(own)):
                 bound = max(bound, float(own.max()))
         ok = bool(np.all(abs_err <= bound * np.abs(r_f) + _ulp(r_f, npdt) * (r_f == 0)))
+    elif dtype == "float32" and own is not None:
+        # 'none': within one rounding, or no worse than PyTorch's float32, element by element.
+        t_err = np.abs(own.astype(np.float64)[fin] - r_f)
+        ok = bool(np.all((abs_err <= _ulp(r_f, npdt)) | (abs_err <= t_err)))
     else:
         ok = bool(np.all(abs_err <= _ulp(r_f, npdt)))
     return Verdict(ok, max_abs, max_rel, "" if ok else f"max abs {max_abs:.3g}, rel {max_rel:.3g}")

@@ -1456,3 +1456,11 @@ def _single_node(model: onnx.ModelProto) -> tuple[float, str, tuple[str, str]] |
             node.input[0], node.input[1])
     except ValueError:
         return None
+
+
+# Execution-provider paths (parity_eps.py subclasses ParityPath and imports this module, so
+# they are added last; imported first, parity_eps adds them itself).
+_EP_PATHS_PENDING = True
+from . import parity_eps as _parity_eps  # noqa: E402
+
+PATHS.update((p.name, p) for p in getattr(_parity_eps, "EP_PATHS", ()))
