@@ -8,7 +8,15 @@ For N = 2^4 ... 2^26 float32 elements and each reduction, in one process, with
 - ``function``: the same model without the library, ORT runs the inlined FunctionProto;
 - ``torch``: ``torch.nn.functional.smooth_l1_loss`` on the same arrays (torch.from_numpy);
 - ``read``: ``np.dot(x, y)``, the time to read both inputs once (the issue's read limit);
-- ``abs``: a one-node ORT graph (Abs of x), the floor of ORT's per-Run overhead (N <= 2^16).
+- ``abs``: a one-node ORT graph (Abs of x), the floor of ORT's per-Run overhead (N <= 2^16);
+- ``plain``: what ``torch.onnx.export(..., dynamo=True)`` itself writes for the same loss (its
+  own decomposition, dynamic N), run by ORT CPU: the bar the function must not be slower than.
+
+The function path and the plain export are timed round-robin with each other (both do a
+handful of passes over the data); their ratio is the median of per-round ratios. For
+'mean' at 2^24 and 2^26 the relative errors of function, plain export, fused kernel and torch
+eager against a float64 reference are printed too (``accuracy``). ``--memory`` runs one
+function-path call at 2^27 float32 in a fresh process and reports its peak RSS over the inputs.
 
 Each (N, reduction) measures fused, torch, read and abs round-robin (one call of each per
 round, so a background load hits them alike), then the function path on its own. Times are
@@ -37,7 +45,7 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 
 REDUCTIONS = ("mean", "sum", "none")
-PATHS = ("fused", "function", "torch", "read", "abs")
+PATHS = ("fused", "function", "plain", "torch", "read", "abs")
 ABS_MAX_LOG2 = 16
 
 
@@ -56,6 +64,79 @@ def _abs_session(threads: int):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def _plain_export_session(reduction: str, threads: int):
+    """ORT session of torch.onnx's own export (dynamo, dynamic N) of smooth_l1_loss, beta 1."""
+    import warnings
+
+    import onnxruntime as ort
+    import torch
+
+    class Loss(torch.nn.Module):
+        def forward(self, x, y):
+            return torch.nn.functional.smooth_l1_loss(x, y, reduction=reduction, beta=1.0)
+
+    n = torch.export.Dim("n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(Loss(), (torch.randn(16), torch.randn(16)), dynamo=True,
+                                    dynamic_shapes=({0: n}, {0: n}), verbose=False)
+    model = program.model_proto
+    model.ir_version = min(model.ir_version, 10)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(model.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    return session, names
+
+
+def _rel_errors(calls: dict, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Relative error of each path's 'mean' against torch's float64 result."""
+    import torch
+
+    ref = torch.nn.functional.smooth_l1_loss(torch.from_numpy(x).double(),
+                                             torch.from_numpy(y).double(), beta=1.0).item()
+    out = {}
+    for name, fn in calls.items():
+        value = fn()
+        value = value[0] if isinstance(value, list) else value
+        out[name] = abs(float(np.asarray(value)) - ref) / abs(ref)
+    return out
+
+
+_MEMORY_SCRIPT = r"""
+import json, resource, sys, time
+import numpy as np
+import onnxruntime as ort
+import onnx_smoothl1 as sl1
+n = 1 << int(sys.argv[1])
+rng = np.random.default_rng(0)
+x = rng.standard_normal(n, dtype=np.float32)
+y = rng.standard_normal(n, dtype=np.float32)
+options = ort.SessionOptions()
+options.intra_op_num_threads = int(sys.argv[2])
+session = sl1.inference_session(sl1.make_model(reduction="mean"), custom_op=False, options=options)
+session.run(None, {"input": x[:16], "target": y[:16]})
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+t = time.perf_counter()
+session.run(None, {"input": x, "target": y})
+seconds = time.perf_counter() - t
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"log2n": int(sys.argv[1]), "input_bytes": int(x.nbytes + y.nbytes),
+                  "peak_over_inputs_bytes": int(peak - before), "seconds": seconds}))
+"""
+
+
+def _memory(log2n: int, threads: int) -> dict:
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, str(log2n), str(threads)],
+                          capture_output=True, text=True, cwd=ROOT, check=True)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["ratio"] = result["peak_over_inputs_bytes"] / result["input_bytes"]
+    return result
 
 
 def _round_robin(calls: dict, *, min_reps: int, max_reps: int, budget: float,
@@ -93,7 +174,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=1.0, help="seconds per (N, reduction) at least")
     parser.add_argument("--focus-log2", type=int, default=24,
                         help="the quoted row (README, issue targets): measured with 4x the budget")
+    parser.add_argument("--memory", type=int, nargs="?", const=27, default=None, metavar="LOG2N",
+                        help="only measure the function path's peak memory at 2^LOG2N (27)")
     args = parser.parse_args(argv)
+    if args.memory is not None:
+        m = _memory(args.memory, args.threads)
+        print(f"function path, float32 'mean', N=2^{m['log2n']}: peak RSS over the inputs "
+              f"{m['peak_over_inputs_bytes'] / 2**30:.2f} GiB = {m['ratio']:.2f}x the input bytes "
+              f"({m['input_bytes'] / 2**30:.2f} GiB), {m['seconds']:.1f} s  (target <= 2.5x)")
+        return 0
 
     import onnxruntime as ort
     import torch
@@ -111,12 +200,13 @@ def main(argv: list[str] | None = None) -> int:
 
     load_start = os.getloadavg()
     sessions = {(r, k): session(r, k) for r in REDUCTIONS for k in (True, False)}
+    plain = {r: _plain_export_session(r, args.threads) for r in REDUCTIONS}
     abs_session = _abs_session(args.threads)
     rng = np.random.default_rng(0)
     rows = []
-    header = (f"{'log2N':>5} {'reduction':>9} {'fused':>10} {'function':>10} {'torch':>10} "
-              f"{'read':>10} {'abs':>10} | {'fused/read':>10} {'func/fused':>10} "
-              f"{'torch/fused':>11} {'fused/abs':>9}")
+    header = (f"{'log2N':>5} {'reduction':>9} {'fused':>10} {'function':>10} {'plain':>10} "
+              f"{'torch':>10} {'read':>10} {'abs':>10} | {'fused/read':>10} {'func/fused':>10} "
+              f"{'func/plain':>10} {'torch/fused':>11} {'fused/abs':>9}")
     print(f"onnxruntime {ort.__version__}, torch {torch.__version__}, numpy {np.__version__}, "
           f"threads {args.threads}, {platform.processor() or platform.machine()}")
     print(header)
@@ -144,15 +234,26 @@ def main(argv: list[str] | None = None) -> int:
             med = _round_robin(calls, min_reps=20 if small else 7,
                                max_reps=5000 if small else (200 if focus else 40),
                                budget=args.budget * (4 if focus else 1), samples=samples)
-            med.update(_round_robin({"function": lambda s=function: s.run(None, feeds)},
-                                    min_reps=20 if small else 3, max_reps=2000,
-                                    budget=args.budget if log2n < 24 else 0.0))
+            plain_session, plain_names = plain[reduction]
+            plain_feeds = dict(zip(plain_names, (x, y)))
+            pair = {"function": lambda s=function: s.run(None, feeds),
+                    "plain": lambda s=plain_session, f=plain_feeds: s.run(None, f)}
+            pair_samples: dict = {}
+            med.update(_round_robin(pair, min_reps=20 if small else 5,
+                                    max_reps=5000 if small else (60 if focus else 15),
+                                    budget=args.budget * (4 if focus or log2n <= 4 else 1),
+                                    samples=pair_samples))
             row = {"log2n": log2n, "n": n, "reduction": reduction, **{k: med.get(k) for k in PATHS}}
             # Ratios of paths measured in the same rounds are medians of per-round ratios
             # (robust to a background load that changes between rounds); the function path,
             # timed separately, is compared by its median.
             row["fused_over_read"] = _paired_ratio(samples, "fused", "read")
             row["function_over_fused"] = med["function"] / med["fused"]
+            row["function_over_plain"] = _paired_ratio(pair_samples, "function", "plain")
+            if reduction == "mean" and log2n in (24, 26):
+                row["accuracy"] = _rel_errors(
+                    {"function": pair["function"], "plain": pair["plain"], "fused": calls["fused"],
+                     "torch": calls["torch"]}, x, y)
             row["torch_over_fused"] = _paired_ratio(samples, "torch", "fused")
             row["fused_over_abs"] = _paired_ratio(samples, "fused", "abs") if "abs" in med else None
             rows.append(row)
@@ -171,8 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     (out / "cpu_bench.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     (out / "cpu_bench.md").write_text(_markdown(rows, meta))
     _plot(rows, out / "cpu_bench.png", args.threads)
+    if args.max_log2 >= 26 and os.environ.get("BENCH_MEMORY", "1") == "1":
+        meta["memory"] = _memory(27, args.threads)
+        (out / "cpu_bench.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+        (out / "cpu_bench.md").write_text(_markdown(rows, meta))
     print()
-    print(_targets(rows))
+    print(_targets(rows, meta))
     print(f"wrote {out / 'cpu_bench.md'}, {out / 'cpu_bench.json'}, {out / 'cpu_bench.png'}")
     return 0
 
@@ -189,17 +294,36 @@ def _x(v: float | None) -> str:
 
 def _fmt_row(r: dict) -> str:
     return (f"{r['log2n']:>5} {r['reduction']:>9} {_us(r['fused']):>10} {_us(r['function']):>10} "
-            f"{_us(r['torch']):>10} {_us(r['read']):>10} {_us(r['abs']):>10} | "
+            f"{_us(r.get('plain')):>10} {_us(r['torch']):>10} {_us(r['read']):>10} {_us(r['abs']):>10} | "
             f"{_x(r['fused_over_read']):>10} {_x(r['function_over_fused']):>10} "
-            f"{_x(r['torch_over_fused']):>11} {_x(r['fused_over_abs']):>9}")
+            f"{_x(r.get('function_over_plain')):>10} {_x(r['torch_over_fused']):>11} "
+            f"{_x(r['fused_over_abs']):>9}")
 
 
 def _find(rows, log2n, reduction):
     return next((r for r in rows if r["log2n"] == log2n and r["reduction"] == reduction), None)
 
 
-def _targets(rows) -> str:
-    lines = ["Issue 3 targets (float32, 'mean'):"]
+def _targets(rows, meta: dict | None = None) -> str:
+    lines = ["Function path vs torch.onnx's own export (float32, ORT CPU; function / plain):"]
+    for log2n, reduction, target in ((24, "mean", 1.0), (24, "none", 1.05), (4, "mean", 1.05),
+                                     (4, "sum", 1.05), (4, "none", 1.05)):
+        r = _find(rows, log2n, reduction)
+        if r and r.get("function_over_plain") is not None:
+            lines.append(f"  N=2^{log2n:<2} {reduction:<4}  {r['function_over_plain']:.2f}x  "
+                         f"(target <= {target:.2f}x)  [{_us(r['function'])} vs {_us(r['plain'])}]")
+    for log2n in (24, 26):
+        r = _find(rows, log2n, "mean")
+        if r and r.get("accuracy"):
+            acc = r["accuracy"]
+            lines.append(f"  N=2^{log2n} mean rel. error: function {acc['function']:.2e}, torch eager "
+                         f"{acc['torch']:.2e}, plain export {acc['plain']:.2e}, fused {acc['fused']:.2e}"
+                         f"  (target: function <= torch)")
+    if meta and meta.get("memory"):
+        m = meta["memory"]
+        lines.append(f"  N=2^{m['log2n']} function peak RSS over inputs {m['peak_over_inputs_bytes'] / 2**30:.2f}"
+                     f" GiB = {m['ratio']:.2f}x the input bytes  (target <= 2.5x)")
+    lines.append("Issue 3 targets (float32, 'mean'):")
     r24 = _find(rows, 24, "mean")
     if r24:
         lines += [
@@ -226,17 +350,18 @@ def _markdown(rows, meta) -> str:
         f"on {os.cpu_count()} CPUs: other work on the machine shifts these numbers.",
         "",
         "```",
-        _targets(rows),
+        _targets(rows, meta),
         "```",
         "",
-        "| log2 N | reduction | fused | function | torch | read (np.dot) | Abs node | fused/read | function/fused | torch/fused | fused/Abs |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| log2 N | reduction | fused | function | plain torch.onnx | torch | read (np.dot) | Abs node | fused/read | function/fused | function/plain | torch/fused | fused/Abs |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['log2n']} | {r['reduction']} | {_us(r['fused'])} | {_us(r['function'])} | "
-            f"{_us(r['torch'])} | {_us(r['read'])} | {_us(r['abs'])} | {_x(r['fused_over_read'])} | "
-            f"{_x(r['function_over_fused'])} | {_x(r['torch_over_fused'])} | {_x(r['fused_over_abs'])} |"
+            f"{_us(r.get('plain'))} | {_us(r['torch'])} | {_us(r['read'])} | {_us(r['abs'])} | "
+            f"{_x(r['fused_over_read'])} | {_x(r['function_over_fused'])} | "
+            f"{_x(r.get('function_over_plain'))} | {_x(r['torch_over_fused'])} | {_x(r['fused_over_abs'])} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -248,7 +373,8 @@ def _plot(rows, path: Path, threads: int) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(REDUCTIONS), figsize=(12, 3.8), sharey=True)
-    styles = {"fused": "o-", "function": "s--", "torch": "^-.", "read": "k:", "abs": "x:"}
+    styles = {"fused": "o-", "function": "s--", "plain": "d--", "torch": "^-.", "read": "k:",
+              "abs": "x:"}
     for ax, reduction in zip(axes, REDUCTIONS):
         sel = [r for r in rows if r["reduction"] == reduction]
         for name in PATHS:

@@ -19,18 +19,16 @@ Design (README, "The ONNX function"):
   ``torch.nn.functional.smooth_l1_loss``.
 * **'mean' and 'sum' accurate from the graph's structure.** One plain float32 ``ReduceSum``
   is not enough (onnxruntime's is off by ~1e-3 at 2^24 elements). The elements are padded
-  with zeros to a multiple of ``BLOCK * BLOCK`` and reshaped to ``[BLOCK, BLOCK, K]``; three
-  ``ReduceSum`` nodes then sum the K contiguous elements of each of the ``BLOCK**2`` rows
-  (their rounding errors are independent and average out), then ``BLOCK`` partials twice.
-  The reduced branch uses ``d * (d * (0.5 / beta))`` for the quadratic part: one rounding
-  more per element than torch's form, one pass over the data less.
+  with zeros to a multiple of ``ROW`` and summed row by row; the partials are padded to a
+  multiple of ``BLOCK**2``, viewed as ``[BLOCK, BLOCK, K]`` and reduced three times
+  (:func:`_blocked_sum`). No accumulation runs over more than a few thousand values.
 * **Element types.** The body is specialised to the element types of the model's loss nodes
   (:func:`make_function`'s ``dtypes``): constants and casts are typed statically, so a
   float32 body has no ``Cast`` at all. A model that mixes types gets one body that serves
   all of them: float32 with float16/bfloat16 casts every input to float32 (a no-op for
   float32) and back with ``CastLike``; float32 with float64 computes in the input's own type
-  (constants via ``CastLike``); half types with float64 dispatch on a constant-shaped type
-  probe with one more ``If``. FunctionProto overloads would be the natural tool, but
+  (constants via ``CastLike``); half types with float64 dispatch on a type probe with one
+  more ``If``. FunctionProto overloads would be the natural tool, but
   onnx.reference ignores them (it runs the wrong overload).
 """
 
@@ -45,7 +43,9 @@ from onnx import TensorProto, helper
 
 from . import spec
 
-#: Fan-in of the two upper levels of the reduction tree (the padding unit is BLOCK**2).
+#: Row length of the reduction tree's first level (the first padding unit).
+ROW = 256
+#: Fan-in of its two top levels (the partials are padded to a multiple of BLOCK**2).
 BLOCK = 32
 
 _FLOAT = TensorProto.FLOAT
@@ -118,9 +118,7 @@ class _Builder:
 
     def cast_out(self, src: str, dst: str) -> str:
         """``src`` in the input's type, written to ``dst`` (a full name)."""
-        if self.t.cast_out is None:
-            op, inputs, attrs = "Identity", [src], {}
-        elif self.t.cast_out == "like":
+        if self.t.cast_out == "like":
             op, inputs, attrs = "CastLike", [src, "input"], {}
         else:
             op, inputs, attrs = "Cast", [src], {"to": self.t.cast_out}
@@ -143,31 +141,40 @@ def _graph(name: str, nodes: Sequence[onnx.NodeProto], out: str) -> onnx.GraphPr
     return helper.make_graph(list(nodes), name, [], [value])
 
 
+def _pad_to(b: _Builder, flat: str, unit: int, tag: str) -> str:
+    """1-D ``flat`` with zeros appended up to a multiple of ``unit``."""
+    size = b.add("Shape", [flat], tag + "_size")
+    missing = b.add("Mod", [b.add("Neg", [size], tag + "_neg"),
+                            b.const(tag + "_unit", [unit], TensorProto.INT64)], tag + "_missing")
+    return b.add("Concat", [flat, b.zeros(missing, tag + "_zeros")], tag + "_padded", axis=0)
+
+
 def _blocked_sum(b: _Builder, elem: str) -> str:
     """Sum of all elements of ``elem`` (any shape) as a [1] tensor, from the graph's structure.
 
-    Pad with zeros to a multiple of BLOCK**2, view as [BLOCK, BLOCK, K] and reduce K, then
-    BLOCK, then BLOCK: the innermost sums run over contiguous memory, their errors are
-    independent, and the top two levels are short (see the module docstring).
+    Level 1: pad to a multiple of ROW, sum each row of ROW contiguous elements (row errors are
+    small and independent). Level 2: pad the partials to a multiple of BLOCK**2, view them as
+    [BLOCK, BLOCK, K] and sum K (K = N / 2^18, so rows stay short up to 2^31 elements), then
+    BLOCK, then BLOCK. Every accumulation runs over at most a few thousand values, which is
+    what keeps float32 sums accurate (a plain float32 ReduceSum over 2^24 values is off by
+    ~1e-3 in onnxruntime).
     """
-    unit = BLOCK * BLOCK
-    flat = b.add("Reshape", [elem, b.const("flat_shape", [-1], TensorProto.INT64)], "flat")
-    size = b.add("Shape", [flat], "size")
-    missing = b.add("Mod", [b.add("Neg", [size], "neg_size"),
-                            b.const("unit", [unit], TensorProto.INT64)], "missing")
-    padded = b.add("Concat", [flat, b.zeros(missing, "zeros")], "padded", axis=0)
+    i64 = TensorProto.INT64
+    flat = b.add("Reshape", [elem, b.const("flat_shape", [-1], i64)], "flat")
+    # _pad_to's Shape of ``flat`` is named ``l1_size``: 'mean' divides by it.
+    rows = b.add("Reshape", [_pad_to(b, flat, ROW, "l1"), b.const("row_shape", [-1, ROW], i64)],
+                 "rows")
+    partial = b.add("ReduceSum", [rows, b.const("axis1", [1], i64)], "partial", keepdims=0)
     blocks = b.add(
-        "Reshape", [padded, b.const("block_shape", [BLOCK, BLOCK, -1], TensorProto.INT64)],
-        "blocks",
+        "Reshape", [_pad_to(b, partial, BLOCK * BLOCK, "l2"),
+                    b.const("block_shape", [BLOCK, BLOCK, -1], i64)], "blocks",
     )
-    rows = b.add("ReduceSum", [blocks, b.const("axis2", [2], TensorProto.INT64)], "rows",
-                 keepdims=0)
-    cols = b.add("ReduceSum", [rows, b.const("axis1", [1], TensorProto.INT64)], "cols",
-                 keepdims=0)
+    level2 = b.add("ReduceSum", [blocks, b.const("axis2", [2], i64)], "level2", keepdims=0)
+    level3 = b.add("ReduceSum", [level2, b.const("axis1_", [1], i64)], "level3", keepdims=0)
     # keepdims=1 and no ``axes`` (every opset >= 13 then reduces all dimensions): a [1]
     # tensor, squeezed by the caller. OpenVINO's EP leaves a ReduceSum down to rank 0 on
     # the CPU provider but takes this form.
-    return b.add("ReduceSum", [cols], "total", keepdims=1)
+    return b.add("ReduceSum", [level3], "total", keepdims=1)
 
 
 def _loss_nodes(typing: _Typing, prefix: str, out: str) -> list[onnx.NodeProto]:
@@ -191,29 +198,42 @@ def _loss_nodes(typing: _Typing, prefix: str, out: str) -> list[onnx.NodeProto]:
     is_quad = b.add("Less", [d, beta], "is_quad")
     lin = b.add("Sub", [d, b.add("Mul", [half, beta], "half_beta")], "lin")
 
-    # PyTorch's CPU order is (0.5 * d) * d / beta. 0.5 * d is exact and the real value of
-    # (0.5 * d * d) / beta equals (d * d) / (2 * beta), so both round to the same float
-    # (outside the subnormal range) with one multiplication fewer.
-    two_beta = b.add("Add", [beta, beta], "two_beta")
-    quad = b.add("Div", [b.add("Mul", [d, d], "d2"), two_beta], "quad")
+    # PyTorch's CPU order, (0.5 * d) * d / beta, op for op: bitwise identical results, the
+    # overflow of (0.5 * d) * d included. (d * d) / (2 * beta) would save a pass but differs
+    # where 2 * beta overflows (beta > FLT_MAX / 2).
+    half_d2 = b.add("Mul", [b.add("Mul", [half, d], "half_d"), d], "half_d2")
+    # Division by beta == 1 is exact, so for that (default) beta the body skips it, as
+    # torch.onnx's own export does. The condition is a constant once beta is known:
+    # onnxruntime folds this If at session creation and inline() folds it away.
+    is_one = b.add("Equal", [beta_f, b.const("one", 1.0, _FLOAT)], "beta_is_one")
+    ob = _Builder(typing, prefix + "over_beta_")
+    quad = b.name("quad")
+    b.nodes.append(
+        _n("If", [is_one], [quad],
+           then_branch=_graph("beta_one", [_n("Identity", [half_d2], [ob.name("same")])],
+                              ob.name("same")),
+           else_branch=_graph("beta_other", [_n("Div", [half_d2, beta], [ob.name("div")])],
+                              ob.name("div")))
+    )
     elem = b.add("Where", [is_quad, quad, lin], "elem")
 
     nb = _Builder(typing, prefix + "none_")
-    none_out = nb.cast_out(elem, nb.name("out"))
+    none_out = nb.add("Identity", [elem], "out")
     rb = _Builder(typing, prefix + "red_")
     total = _blocked_sum(rb, elem)
     sum_b = _Builder(typing, prefix + "sum_")
-    sum_out = sum_b.cast_out(sum_b.add("Squeeze", [total], "sum"), sum_b.name("out"))
+    sum_out = sum_b.add("Squeeze", [total], "out")
     mean_b = _Builder(typing, prefix + "mean_")
     # sum / count rather than ReduceMean: an empty input must give NaN (0/0), which
     # ReduceMean does not promise.
-    count_i = mean_b.add("Size", [d], "count_i")
+    # The count from the sum's own Shape node, not Size(d): a later reader of d would keep
+    # that full-size tensor alive through the whole reduction.
+    count_i = rb.name("l1_size")
     if typing.compute is None:
         count = mean_b.add("CastLike", [count_i, "input"], "count")
     else:
         count = mean_b.add("Cast", [count_i], "count", to=typing.compute)
-    mean = mean_b.add("Squeeze", [mean_b.add("Div", [total, count], "mean_1")], "mean")
-    mean_out = mean_b.cast_out(mean, mean_b.name("out"))
+    mean_out = mean_b.add("Squeeze", [mean_b.add("Div", [total, count], "mean_1")], "out")
 
     # Which reduction: see the module docstring.
     probe = b.add(
@@ -233,11 +253,16 @@ def _loss_nodes(typing: _Typing, prefix: str, out: str) -> list[onnx.NodeProto]:
            then_branch=_graph("sum", sum_b.nodes, sum_out),
            else_branch=_graph("mean", mean_b.nodes, mean_out))
     ]
+    # The branches stay in the compute type and the result is cast once after them: If
+    # takes bfloat16 outputs only from opset 16 on.
+    result = out if typing.cast_out is None else b.name("result")
     b.nodes.append(
-        _n("If", [is_none], [out],
+        _n("If", [is_none], [result],
            then_branch=_graph("none", nb.nodes, none_out),
            else_branch=_graph("reduced", reduced, reduced_out))
     )
+    if typing.cast_out is not None:
+        b.cast_out(result, out)
     return b.nodes
 
 
@@ -257,6 +282,11 @@ def _typing_for(types: frozenset[int], opset: int) -> list[_Typing] | None:
         return [_Typing(_FLOAT, True, "like")]
     if not types & _HALF:
         return [_Typing(None, False, None)]
+    if opset < 16:
+        raise ValueError(
+            f"a model mixing float64 with float16/bfloat16 needs If with half-type outputs "
+            f"(opset >= 16); got opset {opset}"
+        )
     return None
 
 
@@ -291,19 +321,20 @@ def make_function(
     if typings is not None:
         nodes = _loss_nodes(typings[0], "", "loss")
     else:
-        # float64 next to float16/bfloat16: a probe that is non-zero only in float64
-        # (1 + 2^-30 rounds to 1 in every other type) picks the float64 or the float32 body.
+        # float64 next to float16/bfloat16: which body is told by a probe that needs no
+        # arithmetic in the input's type (onnxruntime's CPU provider has none for bfloat16):
+        # 2049 survives a round trip through float32/float64 but becomes 2048 in a half type.
         b = _Builder(_Typing(None, False, None), "type_")
-        one = b.real("one", 1.0)
-        tiny = b.real("tiny", 2.0**-30)
-        excess = b.add("Sub", [b.add("Add", [one, tiny], "one_plus"), one], "excess")
-        is_f64 = b.add("Greater", [excess, b.real("zero", 0.0)], "is_f64")
-        f64_nodes = _loss_nodes(_Typing(None, False, None), "f64_", "f64_loss")
-        f32_nodes = _loss_nodes(_Typing(_FLOAT, True, "like"), "f32_", "f32_loss")
+        probe = b.const("probe", 2049, TensorProto.INT64)
+        back = b.add("Cast", [b.add("CastLike", [probe, "input"], "probe_t")], "probe_back",
+                     to=TensorProto.INT64)
+        is_wide = b.add("Equal", [back, probe], "is_wide")
+        wide_nodes = _loss_nodes(_Typing(None, False, None), "wide_", "wide_loss")
+        half_nodes = _loss_nodes(_Typing(_FLOAT, True, "like"), "half_", "half_loss")
         nodes = b.nodes + [
-            _n("If", [is_f64], ["loss"],
-               then_branch=_graph("float64", f64_nodes, "f64_loss"),
-               else_branch=_graph("float32", f32_nodes, "f32_loss"))
+            _n("If", [is_wide], ["loss"],
+               then_branch=_graph("float32_or_float64", wide_nodes, "wide_loss"),
+               else_branch=_graph("float16_or_bfloat16", half_nodes, "half_loss"))
         ]
     return helper.make_function(
         spec.DOMAIN,

@@ -487,13 +487,30 @@ class _EpPath(parity.ParityPath):
         if placement is None:  # the worker was restarted and answered from a new session
             raise RuntimeError(f"{self.name}: no placement recorded for this model")
         self.last_placement = placement
-        placement.check(self.ep)
+        try:
+            placement.check(self.ep)
+        except PlacementError as exc:
+            # A user's model (not a grid case, which run_case classifies) in an element type
+            # the EP has no arithmetic for: a known limit, reported with the placement.
+            limits = [self.placement_limits.get(_dtype_name(v)) for v in feeds.values()]
+            limit = next((x for x in limits if x), None)
+            if limit is None or isinstance(key, parity.Case):
+                raise
+            raise parity.Unsupported(f"{limit} [measured: {parity._first_line(exc, 160)}]") from exc
         return [np.asarray(o) for o in outs]
 
     def close(self) -> None:
         if self._worker is not None:
             self._worker.close()
             self._worker = None
+
+
+def _dtype_name(array: np.ndarray) -> str:
+    """``spec.DTYPES`` name of an input's element type ('' for the rest)."""
+    dtype = np.asarray(array).dtype
+    from .oracle import NUMPY_DTYPES
+
+    return next((k for k, v in NUMPY_DTYPES.items() if v == dtype), "")
 
 
 def name_nodes(model: onnx.ModelProto) -> onnx.ModelProto:

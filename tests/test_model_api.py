@@ -39,7 +39,7 @@ def test_make_model_structure(dtype, reduction):
     # beta is an attribute reference, not a baked-in constant.
     refs = {a.ref_attr_name for n in fn.node for a in n.attribute if a.ref_attr_name}
     assert refs == {"beta", "reduction"}
-    ops = {n.op_type for n in fn.node}
+    ops = {n.op_type for n in sl1.spec.walk_nodes(fn.node)}
     assert {"Sub", "Abs", "Less", "Where", "Mul", "Div", "ReduceSum"} <= ops
     assert model.ir_version <= 13
     ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -83,13 +83,17 @@ def test_make_model_value_errors(kwargs, argument):
         assert "float16, bfloat16, float32, float64" in str(info.value)
 
 
-def test_opset_13_and_14_are_specialised_to_dtype():
+def test_opset_13_and_14_take_one_element_type_per_body():
+    """Without CastLike (opset < 15) a body is typed statically: one element type each."""
     for opset in (13, 14):
-        fn = sl1.make_model(dtype="float64", opset=opset).functions[0]
-        assert fn.node[-1].op_type == "Cast"
-        with pytest.raises(ValueError, match="dtype"):
-            sl1.make_function(opset)
-    assert sl1.make_function(15).node[-1].op_type == "CastLike"
+        fn = sl1.make_model(dtype="float16", opset=opset).functions[0]
+        assert fn.node[-1].op_type == "Cast"  # float32 arithmetic, one rounding to float16
+        with pytest.raises(ValueError, match="CastLike"):
+            sl1.make_function(opset, ["float32", "float64"])
+        with pytest.raises(ValueError, match="CastLike"):
+            sl1.make_function(opset, None)
+    mixed = sl1.make_function(15, ["float16", "float32"])
+    assert mixed.node[-1].op_type == "CastLike"
 
 
 def test_ready_made_models_are_reproducible(tmp_path):

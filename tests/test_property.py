@@ -231,7 +231,7 @@ def check(path: str, x, y, beta: float, reduction: str, dtype: str) -> None:
     out = run_path(path, model_bytes(beta, reduction, dtype), x, y)
     with np.errstate(all="ignore"):
         ref = oracle.reference(x, y, beta=beta, reduction=reduction)
-        own = oracle.torch_same_dtype(x, y, beta=beta, reduction=reduction) if dtype == "float32" else None
+        own = oracle.torch_same_dtype(x, y, beta=beta, reduction=reduction)
         verdict = oracle.compare(out, ref, dtype=dtype, reduction=reduction, torch_own=own)
     if not verdict.ok and dtype == "float64" and _subnormal_square_corner(x, y, beta):
         why = _no_worse_than_torch_vs_exact(out, ref, x, y, beta, reduction)
