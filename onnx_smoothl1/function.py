@@ -142,10 +142,13 @@ def _graph(name: str, nodes: Sequence[onnx.NodeProto], out: str) -> onnx.GraphPr
 
 
 def _pad_to(b: _Builder, flat: str, unit: int, tag: str) -> str:
-    """1-D ``flat`` with zeros appended up to a multiple of ``unit``."""
+    """1-D ``flat`` with zeros appended up to a multiple of ``unit`` (at least one zero)."""
     size = b.add("Shape", [flat], tag + "_size")
-    missing = b.add("Mod", [b.add("Neg", [size], tag + "_neg"),
-                            b.const(tag + "_unit", [unit], TensorProto.INT64)], tag + "_missing")
+    # unit - (n mod unit), from 1 to unit: a whole unit of zeros when n is a multiple already
+    # (harmless), in exchange for no negative operand anywhere (runtimes disagree on Mod of a
+    # negative number, and tract's shape algebra breaks on (-n) mod unit).
+    units = b.const(tag + "_unit", [unit], TensorProto.INT64)
+    missing = b.add("Sub", [units, b.add("Mod", [size, units], tag + "_rem")], tag + "_missing")
     return b.add("Concat", [flat, b.zeros(missing, tag + "_zeros")], tag + "_padded", axis=0)
 
 

@@ -804,13 +804,36 @@ KNOWN_LIMITS: dict[tuple[str, str], tuple[str, bool]] = {
         "saturates +-inf to +-FLT_MAX, so inf - inf gives 0 instead of NaN",
         True,
     ),
-    ("openvino", "float32"): (
-        "the function computes in float64, which OpenVINO's CPU plugin lowers to float32: "
-        "element-wise results carry a few float32 roundings instead of one, and sums "
-        "accumulate in float32 (the error grows with the element count)",
-        False,
-    ),
 }
+
+
+#: (path, dtype) -> a known limit of a third-party runtime that costs at most one more
+#: rounding than PyTorch: a case beyond SPEC's bound is reported unsupported with this
+#: reason and the measured error when its result is within 1 ulp of PyTorch's own result
+#: element by element (checked in ``_evaluate``); anything further off still fails.
+_RECIPROCAL = (
+    "divides by the constant beta as a multiplication by 1/beta (one rounding more than "
+    "PyTorch's (0.5*d)*d/beta)"
+)
+ULP_LIMITS: dict[tuple[str, str], str] = {
+    ("openvino", "float32"): f"OpenVINO's CPU plugin {_RECIPROCAL}",
+    ("tract", "float32"): f"tract {_RECIPROCAL}",
+    ("ort-openvino-ep", "float32"): f"OpenVINO {_RECIPROCAL}",
+}
+
+
+def _within_one_ulp(out: np.ndarray, own: np.ndarray, dtype: str) -> bool:
+    """Element by element within one ulp of ``own``, with identical NaN/inf positions."""
+    out, own = np.asarray(out), np.asarray(own)
+    if out.shape != own.shape or out.dtype != own.dtype:
+        return False
+    with np.errstate(all="ignore"):
+        a, b = out.astype(np.float64), own.astype(np.float64)
+        if not np.array_equal(np.isnan(a), np.isnan(b)) or not np.array_equal(a[np.isinf(a)], b[np.isinf(a)]):
+            return False
+        fin = np.isfinite(b)
+        spacing = np.abs(np.spacing(own[fin])).astype(np.float64)
+        return bool(np.all(np.abs(a[fin] - b[fin]) <= spacing))
 
 
 class OpenVinoPath(_InlinedPath):
@@ -923,7 +946,9 @@ class TractPath(_InlinedPath):
             if {"NegativeLogLikelihoodLoss", "If"} & _op_types(inlined):
                 inlined = specialise(inlined)
             self._cache[ck] = inlined
-        return self._call(with_ranks(self._cache[ck], {k: np.ndim(v) for k, v in feeds.items()}), feeds)
+        # Concrete shapes: tract then folds the sum's padding arithmetic to constants.
+        return self._call(with_static_shapes(self._cache[ck], {k: np.shape(v) for k, v in feeds.items()}),
+                          feeds)
 
     def _call(self, model: onnx.ModelProto, feeds) -> list[np.ndarray]:
         for array in feeds.values():
@@ -1142,6 +1167,10 @@ def _evaluate(path: ParityPath, case: Case, x, y, ref64, own) -> CaseResult:
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)  # float16 overflow of the reference
         verdict = oracle.compare(out, ref64, dtype=case.dtype, reduction=case.reduction, torch_own=own)
+    limit = ULP_LIMITS.get((path.name, case.dtype))
+    if not verdict.ok and limit and _within_one_ulp(out, own, case.dtype):
+        return CaseResult(path.name, case, UNSUPPORTED, verdict.max_abs, verdict.max_rel,
+                          f"{limit} (within 1 ulp of PyTorch's own result)")
     if path.baseline:
         # PyTorch in its own dtype defines the bound for float32 reductions; elsewhere it may
         # itself be more than one rounding off float64. Shown, never counted as a failure.

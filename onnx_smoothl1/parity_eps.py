@@ -293,7 +293,11 @@ def main():
             sessions[digest] = sess
             send(stdout, ("ok", outs, info, seconds))
         except Exception as exc:
-            send(stdout, ("error", f"{type(exc).__name__}: " + " ".join(str(exc).split())[:400]))
+            # ORT's messages start with a long C++ signature; keep the end, where the cause is.
+            text = " ".join(str(exc).split())
+            if len(text) > 400:
+                text = text[:160] + " ... " + text[-240:]
+            send(stdout, ("error", f"{type(exc).__name__}: " + text))
 
 main()
 """
@@ -610,8 +614,9 @@ class OrtOpenVinoEpPath(_EpPath):
         "nodes to the CPU provider",
         "bfloat16": "onnxruntime-openvino 1.24 takes no bfloat16 Cast: the input and result "
         "casts run on the CPU provider",
-        "rank0": "onnxruntime-openvino 1.24 leaves rank-0 Sub/Abs on the CPU provider and "
-        "cannot initialise a rank-0 reduced session",
+        "rank0": "onnxruntime-openvino 1.24 leaves rank-0 Sub/Abs on the CPU provider, and "
+        "its session initialisation fails on rank-0 reductions (SaveInitializedTensors: "
+        "'!utils::HasExternalDataInMemory(tensor_proto) was false')",
     }
 
     def _python(self):
