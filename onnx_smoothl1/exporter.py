@@ -18,9 +18,13 @@ Mapping decisions (README, "Exporting from PyTorch"):
   cannot tell ``SmoothL1Loss(beta=0)`` from ``nn.L1Loss``. Every ``l1_loss`` therefore
   becomes ``SmoothL1Loss(beta=0)``, which SPEC defines as plain L1: same values, same NaN/inf
   behaviour, the reduction kept. A plain ``nn.L1Loss`` in the same model exports correctly.
-* Huber(delta) = delta * SmoothL1(beta=delta): the node, then a ``Mul``. To keep one
-  rounding (SPEC: float16/bfloat16 within one rounding), inputs other than float64 are cast
-  to float64 around that pair and the product is cast back once.
+* Huber(delta) = delta * SmoothL1(beta=delta): the node, then a ``Mul`` by ``delta``, both in
+  the input's compute type and never in float64 unless the model is float64 (SPEC,
+  "Precision and portability"): float32 and float64 as they are; float16/bfloat16 inputs are
+  cast to float32 for the pair and the product is cast back once, so the result is rounded
+  once to the half type. In float32 that is two steps, the node's result and the ``Mul``'s
+  rounding, so a float32 Huber result can be one float32 rounding further from torch's
+  float64 value than torch's own float32 HuberLoss; a dedicated Huber node would avoid that.
 * ``beta`` / ``delta`` are ONNX FLOAT attributes, so they are rounded to float32 (SPEC).
 """
 
@@ -106,7 +110,6 @@ def translation_table() -> dict[Callable, Callable]:
     from onnxscript import opset18 as op
 
     node = _onnxscript_node_op()
-    double = ir.DataType.DOUBLE
 
     def smooth_l1_loss(self, target, reduction: int = 1, beta: float = 1.0):
         return node(
@@ -124,11 +127,13 @@ def translation_table() -> dict[Callable, Callable]:
         if delta <= 0:
             raise ValueError(f"huber_loss delta must be > 0, got {delta}")
         dtype = self.dtype
-        if dtype != double:
-            self, target = op.Cast(self, to=double), op.Cast(target, to=double)
+        compute = ir.DataType.DOUBLE if dtype == ir.DataType.DOUBLE else ir.DataType.FLOAT
+        if dtype != compute:  # float16 / bfloat16: the pair in float32, one rounding back
+            self, target = op.Cast(self, to=compute), op.Cast(target, to=compute)
         loss = node(self, target, beta=delta, reduction=_reduction_name(reduction))
-        loss = op.Mul(loss, op.Constant(value=ir.tensor(np.float64(_as_float32(delta)))))
-        return loss if dtype == double else op.Cast(loss, to=dtype)
+        scale = np.array(_as_float32(delta), dtype=compute.numpy())
+        loss = op.Mul(loss, op.Constant(value=ir.tensor(scale)))
+        return loss if dtype == compute else op.Cast(loss, to=dtype)
 
     aten = torch.ops.aten
     return {
@@ -186,22 +191,28 @@ def _legacy_symbolics() -> dict[str, Callable]:
         if not delta > 0:
             raise ValueError(f"huber_loss delta must be > 0, got {delta}")
         onnx_type = int(_onnx_type(x))
-        as_double = onnx_type != TensorProto.DOUBLE
-        if as_double:
-            x = g.op("Cast", x, to_i=TensorProto.DOUBLE)
-            y = g.op("Cast", y, to_i=TensorProto.DOUBLE)
-        loss = _node(g, x, y, delta, reduction, _type(x, torch.float64), torch.float64)
+        # The compute type: float64 stays float64, everything else runs in float32
+        # (float16/bfloat16 cast in, and the product cast back once).
+        if onnx_type == TensorProto.DOUBLE:
+            compute, compute_onnx = torch.float64, TensorProto.DOUBLE
+        else:
+            compute, compute_onnx = torch.float32, TensorProto.FLOAT
+        cast = onnx_type != compute_onnx
+        if cast:
+            x = g.op("Cast", x, to_i=compute_onnx)
+            y = g.op("Cast", y, to_i=compute_onnx)
+        loss = _node(g, x, y, delta, reduction, _type(x, compute), compute)
         if _reduction_name(reduction) == "none":
-            scale = g.op("Constant", value_t=torch.tensor(_as_float32(delta), dtype=torch.float64))
+            scale = g.op("Constant", value_t=torch.tensor(_as_float32(delta), dtype=compute))
             loss = g.op("Mul", loss, scale)
         else:
             # A rank-0 constant times a rank-0 loss is "scalar * scalar" to the exporter's
-            # scalar type analysis, which then computes it in float32. A 1-element tensor
-            # keeps it float64; Reshape restores rank 0.
-            scale = g.op("Constant", value_t=torch.tensor([_as_float32(delta)], dtype=torch.float64))
+            # scalar type analysis, which then computes it in float32 (wrong for float64). A
+            # 1-element tensor keeps the compute type; Reshape restores rank 0.
+            scale = g.op("Constant", value_t=torch.tensor([_as_float32(delta)], dtype=compute))
             loss = g.op("Mul", loss, scale)
             loss = g.op("Reshape", loss, g.op("Constant", value_t=torch.zeros(0, dtype=torch.int64)))
-        return g.op("Cast", loss, to_i=onnx_type) if as_double else loss
+        return g.op("Cast", loss, to_i=onnx_type) if cast else loss
 
     def _onnx_type(x):
         from torch.onnx._internal.torchscript_exporter import _type_utils
@@ -304,30 +315,6 @@ def count_loss_nodes(model: onnx.ModelProto) -> int:
     return sum(1 for n in spec.walk_nodes(model.graph.node) if spec.is_loss_node(n))
 
 
-def _default_opset(model: onnx.ModelProto) -> int:
-    for o in model.opset_import:
-        if o.domain in ("", "ai.onnx"):
-            return o.version
-    raise ValueError("model has no default-domain opset_import")
-
-
-def _node_dtype(model: onnx.ModelProto) -> str | None:
-    """The one element type of the model's loss nodes (needed for opset 13-14 only)."""
-    inferred = onnx.shape_inference.infer_shapes(model)
-    types = {
-        v.name: v.type.tensor_type.elem_type
-        for v in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]
-    }
-    found = {types.get(n.input[0]) for n in spec.walk_nodes(model.graph.node) if spec.is_loss_node(n)}
-    if None in found or 0 in found or len(found) != 1 or not found <= set(_FLOAT_TYPES):
-        raise ValueError(
-            f"opset {_default_opset(model)} has no CastLike, so the function is specialised to "
-            "one element type, and this model's SmoothL1Loss nodes do not have exactly one "
-            "known float type; export with opset >= 15"
-        )
-    return _FLOAT_TYPES[found.pop()]
-
-
 def _fix_output_types(model: onnx.ModelProto, program: Any) -> None:
     """Cast graph outputs back to the type torch computes, where torch.onnx lost that cast.
 
@@ -391,8 +378,10 @@ def finish(model: onnx.ModelProto, mode: Mode = "function") -> onnx.ModelProto:
         raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}; got {mode!r}")
     has_nodes = count_loss_nodes(model) > 0
     if has_nodes and mode in ("function", "inline"):
-        dtype = _node_dtype(model) if _default_opset(model) < 15 else None
-        attach_function(model, dtype)
+        # The body is specialised to the loss inputs' types found by shape inference;
+        # attach_function raises a ValueError for opset 13-14 when they are not known (no
+        # CastLike there) or mixed.
+        attach_function(model)
     if has_nodes and not any(o.domain == spec.DOMAIN for o in model.opset_import):
         model.opset_import.append(onnx.helper.make_opsetid(spec.DOMAIN, spec.DOMAIN_VERSION))
     model.ir_version = ir_version_for(model)

@@ -13,7 +13,9 @@ producer, so ``Cast``/``Expand`` around the loss are kept as they are):
 * smooth_l1: ``Where(Less(d, b), Div(Mul(Pow(d, 2), 0.5), b), Sub(d, 0.5*b))``, or without
   the ``Div`` when torch's optimizer removed a division by ``b == 1``;
 * huber: ``Where(Less(d, δ), Mul(Mul(d, 0.5), d), Mul(Sub(d, 0.5*δ), δ))``, or without the
-  outer ``Mul`` when ``δ == 1``; replaced by ``δ * SmoothL1(beta=δ)`` (computed in float64);
+  outer ``Mul`` when ``δ == 1``; replaced by ``δ * SmoothL1(beta=δ)``, computed in the input's
+  compute type (float32, or float64 for float64 inputs; float16/bfloat16 are cast to float32
+  and the product back once), so a model that had no float64 gets none;
 * L1 (torch's beta == 0 path): ``d``, or ``Cast(Abs(Cast(Sub(x, y))))`` as torch writes it
   for float16 - see ``l1`` below.
 
@@ -262,14 +264,16 @@ def _replacement(op, x, y, beta: float, scale: float | None, reduction: str):
     kw = {"beta": float(beta), "reduction": reduction, "_domain": spec.DOMAIN}
     if scale is None:
         return op.SmoothL1Loss(x, y, **kw)
-    # huber: delta * SmoothL1(beta=delta), in float64 so the result is rounded once.
+    # huber: delta * SmoothL1(beta=delta) in the compute type - float64 only for float64
+    # inputs, float32 otherwise (float16/bfloat16 cast in, and the product cast back once, so
+    # the result is rounded once to the half type).
     dtype = x.dtype
-    double = ir.DataType.DOUBLE
-    if dtype != double:
-        x, y = op.Cast(x, to=double), op.Cast(y, to=double)
+    compute = ir.DataType.DOUBLE if dtype == ir.DataType.DOUBLE else ir.DataType.FLOAT
+    if dtype != compute:
+        x, y = op.Cast(x, to=compute), op.Cast(y, to=compute)
     loss = op.SmoothL1Loss(x, y, **kw)
-    loss = op.Mul(loss, op.Constant(value=ir.tensor(np.float64(scale))))
-    return loss if dtype == double else op.Cast(loss, to=dtype)
+    loss = op.Mul(loss, op.Constant(value=ir.tensor(np.array(scale, dtype=compute.numpy()))))
+    return loss if dtype == compute else op.Cast(loss, to=dtype)
 
 
 def _make_rule(core_name: str, red_name: str):
@@ -363,8 +367,10 @@ def fuse(model: onnx.ModelProto, *, l1: L1Mode = "reduced") -> FuseResult:
     ``l1`` controls the beta-0 (plain L1) case, whose pattern ``|x - y|`` also occurs in
     models that are not computing a loss: ``"reduced"`` (default) fuses it only when a full
     mean/sum reduction follows (unmistakably ``l1_loss``), ``"all"`` also fuses a bare
-    ``Abs(Sub(x, y))`` (bit-identical results: the node computes in float64 and rounds
-    once, as the original Sub does), ``"off"`` never fuses L1.
+    ``Abs(Sub(x, y))`` (bit-identical results: the node computes in float32, float64 for
+    float64, and rounds once to a half type; float32's 24-bit significand is at least
+    2p + 2 for a half type's p, so that equals the half type's own correctly rounded Sub),
+    ``"off"`` never fuses L1.
     """
     from onnx_ir.passes.common import RemoveUnusedNodesPass, RemoveUnusedOpsetsPass
     from onnxscript import ir

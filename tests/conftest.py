@@ -80,40 +80,6 @@ def assert_parity(out: np.ndarray, x: np.ndarray, y: np.ndarray, *, beta: float,
     assert verdict.ok, f"{dtype} beta={beta} {reduction}: {verdict.detail} (out={out!r}, ref={ref!r})"
 
 
-def float64_items(model: onnx.ModelProto) -> list[str]:
-    """Every float64 thing in ``model``: Cast/CastLike to DOUBLE, DOUBLE tensors (Constant
-    values, initializers, ConstantOfShape values) and DOUBLE value_info, in the graph, its
-    subgraphs and the model-local functions (SPEC: none in a float16/bfloat16/float32 model)."""
-    double = onnx.TensorProto.DOUBLE
-    found: list[str] = []
-
-    def graph_like(where: str, nodes, values=(), inits=()) -> None:
-        for v in values:
-            if v.type.tensor_type.elem_type == double:
-                found.append(f"{where}: value {v.name} is double")
-        for t in inits:
-            if t.data_type == double:
-                found.append(f"{where}: initializer {t.name} is double")
-        for node in nodes:
-            label = f"{where}: {node.op_type} {node.name or node.output[0]}"
-            for attr in node.attribute:
-                if attr.name == "to" and attr.i == double:
-                    found.append(f"{label} casts to double")
-                if attr.type == onnx.AttributeProto.TENSOR and attr.t.data_type == double:
-                    found.append(f"{label} holds a double tensor")
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    graph_like(label, attr.g.node, [*attr.g.input, *attr.g.output, *attr.g.value_info],
-                               attr.g.initializer)
-                for sub in attr.graphs:
-                    graph_like(label, sub.node, [*sub.input, *sub.output, *sub.value_info], sub.initializer)
-
-    g = model.graph
-    graph_like("graph", g.node, [*g.input, *g.output, *g.value_info], g.initializer)
-    for f in model.functions:
-        graph_like(f"function {f.domain}::{f.name}", f.node)
-    return found
-
-
 def run_cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """The console script as a user runs it (module form, so no PATH assumptions)."""
     return subprocess.run(

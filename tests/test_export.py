@@ -19,6 +19,8 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
+from _no_f64 import float64_free  # noqa: E402
+
 import onnx_smoothl1 as sl1  # noqa: E402
 from onnx_smoothl1 import exporter, oracle, runtime, spec  # noqa: E402
 
@@ -52,9 +54,11 @@ class Regressor(torch.nn.Module):
         return self.loss(self.net(x), y)
 
 
-def _case(fns, reductions, shapes=((EXAMPLE_BATCH, 3), (EXAMPLE_BATCH, 3)), modules=(), y_batch=True):
+def _case(fns, reductions, shapes=((EXAMPLE_BATCH, 3), (EXAMPLE_BATCH, 3)), modules=(), y_batch=True,
+          nodes=None):
+    """``nodes``: SmoothL1Loss nodes per exporter where that is not one per loss."""
     return {"make": lambda: Losses(*fns, modules=modules), "reductions": reductions,
-            "shapes": shapes, "y_batch": y_batch}
+            "shapes": shapes, "y_batch": y_batch, "nodes": nodes or {}}
 
 
 # Every beta/delta is exact in float32 (ONNX FLOAT attributes), see SPEC "Accuracy".
@@ -77,7 +81,10 @@ CASES = {
         [lambda m, x, y: F.smooth_l1_loss(x, y, size_average=False),
          lambda m, x, y: F.smooth_l1_loss(x, y, reduce=False),
          lambda m, x, y: F.huber_loss(x, y, reduction="sum")],
-        [spec.legacy_reduction(False, None, "mean"), spec.legacy_reduction(None, False, "mean"), "sum"]),
+        [spec.legacy_reduction(False, None, "mean"), spec.legacy_reduction(None, False, "mean"), "sum"],
+        # huber(delta=1, sum) is SmoothL1Loss(beta=1, sum) times 1.0, all in float32: dynamo's
+        # optimizer drops the Mul and merges it with the identical smooth_l1 sum node (exact).
+        nodes={"dynamo": 2}),
     "several_losses": _case(
         [lambda m, x, y: F.smooth_l1_loss(x, y),
          lambda m, x, y: F.smooth_l1_loss(2.0 * x, y, reduction="none", beta=0.5),
@@ -187,7 +194,8 @@ def test_export_parity_float32(name, dynamo, mode, path):
         assert losses == 0 and not model.functions
         assert all(o.domain != spec.DOMAIN for o in model.opset_import)
     else:
-        assert losses == len(CASES[name]["reductions"])
+        case = CASES[name]
+        assert losses == case["nodes"].get("dynamo" if dynamo else "legacy", len(case["reductions"]))
         assert bool(model.functions) == (mode == "function")
 
 
@@ -205,6 +213,141 @@ def test_export_parity_dtypes(name, dtype, dynamo, mode, path):
     assert onnx.helper.tensor_dtype_to_np_dtype(model.graph.input[0].type.tensor_type.elem_type) == (
         oracle.NUMPY_DTYPES[dtype]
     )
+
+
+# --- no float64 in a model that had none (SPEC, "Precision and portability") -------------
+
+NO_F64_CASES = ["SmoothL1Loss", "HuberLoss", "huber_none_delta0.5", "beta0_sum",
+                "L1Loss_next_to_smooth_l1", "several_losses"]
+
+
+@pytest.mark.parametrize("mode", list(exporter.MODES))
+@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "legacy"])
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+@pytest.mark.parametrize("name", NO_F64_CASES)
+def test_export_has_no_float64(name, dtype, dynamo, mode):
+    """Nothing float64 anywhere: graph, If branches, the model-local function (nested too)."""
+    model = onnx.load_from_string(exported(name, dtype, dynamo, mode))
+    assert float64_free(model) == []
+
+
+def test_float64_free_finds_float64_everywhere():
+    """The checker itself: float64 planted in each kind of place is reported."""
+    clean = sl1.make_model(dtype="float32")
+    assert float64_free(clean) == []
+    assert float64_free(sl1.make_model(dtype="float64"))  # a float64 model is all float64
+
+    def planted(edit):
+        model = onnx.ModelProto()
+        model.CopyFrom(clean)
+        edit(model)
+        return float64_free(model)
+
+    def deepest_branch(nodes, depth=0):
+        """(depth, graph) of the most deeply nested subgraph under ``nodes``."""
+        best = (depth, None)
+        for node in nodes:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    got = deepest_branch(attr.g.node, depth + 1)
+                    best = max(best, got if got[1] is not None else (depth + 1, attr.g),
+                               key=lambda t: t[0])
+        return best
+
+    def cast_in_nested_branch(model):
+        depth, branch = deepest_branch(model.functions[0].node)
+        assert depth >= 2, "the function body has no nested If any more"
+        branch.node.insert(0, onnx.helper.make_node("Cast", ["input"], ["x64"], to=onnx.TensorProto.DOUBLE))
+
+    def double_constant_in_function(model):
+        model.functions[0].node.insert(0, onnx.helper.make_node(
+            "Constant", [], ["c64"], value=onnx.numpy_helper.from_array(np.float64(1.0), "c64")))
+
+    def double_initializer(model):
+        model.graph.initializer.append(onnx.numpy_helper.from_array(np.zeros(2), "unused64"))
+
+    def double_value_info(model):
+        model.graph.value_info.append(
+            onnx.helper.make_tensor_value_info("loss", onnx.TensorProto.DOUBLE, None))
+
+    for edit in (cast_in_nested_branch, double_constant_in_function, double_initializer,
+                 double_value_info):
+        assert planted(edit), edit.__name__
+    assert any(f.startswith("inferred ") for f in planted(cast_in_nested_branch))
+
+
+def huber_verdict(out: np.ndarray, x: np.ndarray, y: np.ndarray, *, delta: float, reduction: str,
+                  dtype: str) -> oracle.Verdict:
+    """A Huber output against ``torch.nn.functional.huber_loss`` under SPEC's tolerances.
+
+    The reference is torch's huber_loss on the inputs upcast to float64, delta rounded to
+    float32 (the node's FLOAT attribute and the float32 ``Mul`` constant). float16/bfloat16:
+    computed in float32 and rounded once, so the plain one-rounding rule applies. float32:
+    the export computes ``fl32(delta * s)``, ``s`` the node's float32 SmoothL1(beta=delta),
+    i.e. *two* float32 steps: the node's own result (held to SPEC's SmoothL1 tolerance,
+    bitwise torch's smooth_l1_loss for 'none') and the ``Mul``'s rounding. Where that misses
+    the one-rounding rule ('none' with a delta that is not a power of two: measured up to
+    1.45 * 2^-23 relative, torch's HuberLoss is 1 rounding after d there, the pair 3), the
+    justified allowance is exactly that formula done by PyTorch in float32 as ``torch_own``:
+    no worse than ``fl32(delta * torch.smooth_l1_loss_f32(beta=delta))`` per element
+    ('none'), or than its relative error and 2^-23 ('mean'/'sum'). A dedicated Huber node
+    would bring this back to torch's own rounding.
+    """
+    d32 = oracle.as_beta(delta)
+    x64, y64 = (torch.from_numpy(np.asarray(a).astype(np.float64)) for a in (x, y))
+    ref = F.huber_loss(x64, y64, reduction=reduction, delta=d32).numpy()
+    if dtype != "float32":
+        return oracle.compare(out, ref, dtype=dtype, reduction=reduction)
+    x32, y32 = torch.from_numpy(np.asarray(x)), torch.from_numpy(np.asarray(y))
+    own = F.huber_loss(x32, y32, reduction=reduction, delta=d32).numpy()
+    verdict = oracle.compare(out, ref, dtype=dtype, reduction=reduction, torch_own=own)
+    if verdict.ok:
+        return verdict
+    pair = (torch.tensor(d32, dtype=torch.float32)
+            * F.smooth_l1_loss(x32, y32, reduction=reduction, beta=d32)).numpy()
+    return oracle.compare(out, ref, dtype=dtype, reduction=reduction, torch_own=pair)
+
+
+HUBER_DELTAS = [1.5, 0.3]  # 0.3: not exact in float32, so the node gets float32(0.3)
+
+
+def _run_any(model: onnx.ModelProto, feeds: dict, dtype: str) -> list[np.ndarray]:
+    """ORT's function path; onnx.reference where ORT's CPU lacks a bfloat16 kernel."""
+    try:
+        session = sl1.inference_session(model, custom_op=False)
+    except Exception as exc:
+        if dtype != "bfloat16" or "Could not find an implementation" not in str(exc):
+            raise
+        from onnx.reference import ReferenceEvaluator
+
+        return ReferenceEvaluator(model).run(None, feeds)
+    return runtime.run(session, feeds)
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("delta", HUBER_DELTAS)
+@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "legacy"])
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+def test_huber_parity_and_compute_type(dtype, dynamo, delta, reduction):
+    """Huber = delta * SmoothL1(beta=delta) in the compute type, against torch.nn.HuberLoss.
+
+    Tolerances: ``huber_verdict``.
+    """
+    from conftest import make_inputs
+
+    x, y = make_inputs((64, 5), (64, 5), dtype, seed=4)
+    module = torch.nn.HuberLoss(delta=delta, reduction=reduction).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = sl1.export(module, (_to_torch(x, dtype), _to_torch(y, dtype)), dynamo=dynamo)
+    (out,) = _run_any(model, dict(zip([i.name for i in model.graph.input], (x, y))), dtype)
+    verdict = huber_verdict(out, x, y, delta=delta, reduction=reduction, dtype=dtype)
+    assert verdict.ok, f"huber delta={delta} {reduction} {dtype}: {verdict.detail}"
+    # Compute type: float64 only in a float64 model.
+    if dtype == "float64":
+        assert any(n.op_type == "Mul" for n in model.graph.node)
+    else:
+        assert float64_free(model) == []
 
 
 @pytest.mark.parametrize("dtype", ["float64"])
@@ -337,3 +480,31 @@ def test_dynamic_axes_from_shapes():
     n = torch.export.Dim("n")
     assert exporter.dynamic_axes_from_shapes(({0: n}, None), ["x", "y"]) == {"x": {0: "n"}}
     assert exporter.dynamic_axes_from_shapes({"y": [None, "m"]}, ["x", "y"]) == {"y": {1: "m"}}
+
+
+def test_opset_13_14_need_one_known_type():
+    """Without CastLike the function is specialised, so finish needs the loss input types."""
+    h = onnx.helper
+    # Loss inputs from an op shape inference does not know: no type.
+    graph = h.make_graph(
+        [h.make_node("Foo", ["x"], ["u"], domain="other"),
+         sl1.make_node("u", "u", "loss", beta=0.5, reduction="mean")],
+        "g", [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [3])],
+        [h.make_tensor_value_info("loss", onnx.TensorProto.FLOAT, [])])
+    for opset in (13, 14):
+        model = h.make_model(graph, opset_imports=[h.make_opsetid("", opset), h.make_opsetid("other", 1)])
+        with pytest.raises(ValueError, match="opset >= 15"):
+            exporter.finish(model, "function")
+    # float32 next to float64 at opset 13: one body cannot serve both.
+    module = Losses(lambda m, x, y: F.smooth_l1_loss(x, y), lambda m, x, y: F.smooth_l1_loss(x.double(), y.double()))
+    with warnings.catch_warnings(), pytest.raises(ValueError, match="opset >= 15"):
+        warnings.simplefilter("ignore")
+        sl1.export(module, (torch.randn(4, 3), torch.randn(4, 3)), dynamo=False, opset=13)
+    # ... which opset 15 handles, in float32 and float64 as the inputs are.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = sl1.export(module, (torch.randn(4, 3), torch.randn(4, 3)), dynamo=False, opset=15)
+    x, y = torch.randn(4, 3), torch.randn(4, 3)
+    out = sl1.inference_session(model, custom_op=False).run(None, {"x": x.numpy(), "y": y.numpy()})
+    assert out[0].dtype == np.float32 and out[1].dtype == np.float64
+    np.testing.assert_allclose(out[1], F.smooth_l1_loss(x.double(), y.double()).numpy(), rtol=1e-12)

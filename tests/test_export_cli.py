@@ -10,10 +10,11 @@ import pytest
 
 pytest.importorskip("torch")
 
+from _no_f64 import float64_free  # noqa: E402
+from conftest import run_cli  # noqa: E402
+
 import onnx_smoothl1 as sl1  # noqa: E402
 from onnx_smoothl1 import exporter, oracle, spec  # noqa: E402
-
-from conftest import run_cli  # noqa: E402
 
 USER_CODE = textwrap.dedent(
     """
@@ -56,6 +57,7 @@ def test_export_from_a_file_then_run(user_module, tmp_path):
     assert "1 SmoothL1Loss node(s)" in proc.stdout
     model = onnx.load(str(out))
     assert exporter.count_loss_nodes(model) == 1 and model.functions
+    assert float64_free(model) == []  # a float32 HuberLoss: Mul by a float32 delta, no float64
     x, y = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32), np.zeros((5, 1), np.float32)
     assert sl1.inference_session(model, custom_op=False).run(None, {"x": x, "y": y})[0].shape == ()
 
@@ -73,6 +75,7 @@ def test_export_variants_by_module_name(user_module, tmp_path, extra, monkeypatc
     assert _main("export", "usermodels:make_with_args", *extra, "-o", str(out)) == 0, capsys.readouterr()
     model = onnx.load(str(out))
     onnx.checker.check_model(model, full_check=True)
+    assert float64_free(model) == []
     if "inline" in extra:
         assert all(o.domain != spec.DOMAIN for o in model.opset_import)
 
@@ -94,6 +97,7 @@ def test_export_fuse_inline_round_trip(user_module, tmp_path):
     assert proc.returncode == 0, proc.stderr
     ref = oracle.reference(x.numpy(), y.numpy(), beta=0.5, reduction="sum")
     for path in (fused, inlined):
+        assert float64_free(onnx.load(str(path))) == []
         out = sl1.inference_session(str(path), custom_op=False).run(None, {"input": x.numpy(), "target": y.numpy()})[0]
         assert oracle.compare(out, ref, dtype="float32", reduction="sum",
                               torch_own=torch.nn.functional.smooth_l1_loss(x, y, reduction="sum", beta=0.5).numpy()).ok
