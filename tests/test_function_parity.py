@@ -11,6 +11,7 @@ import onnx_smoothl1 as sl1
 from onnx_smoothl1 import oracle, runtime
 
 from conftest import (
+    stable_seed,
     BETAS,
     SHAPES,
     assert_parity,
@@ -31,7 +32,7 @@ DTYPES = ["float32", "float64", "float16", "bfloat16"]
 @pytest.mark.parametrize("beta", BETAS)
 @pytest.mark.parametrize("reduction", sl1.REDUCTIONS)
 def test_parity_grid(runner, dtype, shape, beta, reduction):
-    x, y = make_inputs(*SHAPES[shape], dtype, seed=hash((shape, beta)) % 1000)
+    x, y = make_inputs(*SHAPES[shape], dtype, seed=stable_seed(shape, beta))
     out = RUNNERS[runner](cached_model(beta, reduction, dtype), x, y)
     assert_parity(out, x, y, beta=beta, reduction=reduction, dtype=dtype)
 
@@ -140,7 +141,8 @@ def test_unbroadcastable_shapes_error_not_crash():
 
 
 def test_float32_mean_accuracy_large():
-    """2^22 elements: the function accumulates in float64, so no float32 drift."""
+    """2^22 elements: the blocked float32 sum does not drift (a plain float32 ReduceSum is
+    off by ~1e-4 here)."""
     x, y = make_inputs((1 << 22,), (1 << 22,), "float32", seed=7)
     out = run_ort_function(cached_model(1.0, "mean", "float32"), x, y)
     ref = oracle.reference(x, y, beta=1.0, reduction="mean")

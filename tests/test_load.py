@@ -193,18 +193,19 @@ def test_2pow27_kernel_bounded_memory():
     assert result["peak_after_mib"] - result["peak_before_mib"] < 64, result
 
 
-# The function path computes in float64: at 2^27 float32 elements ORT holds ~6 float64
-# intermediates of 1 GiB each (measured: peak RSS ~7.4 GiB over 1 GiB of inputs, ~18 s on
-# the 2-core dev machine). It is bounded (<= 7.5 GiB above the inputs) but big, so it is
-# skipped where the machine has less than 12 GiB available.
-FUNCTION_2POW27_LIMIT_MIB = 7.5 * 1024
+# The function path computes in float32 (no float64 temporaries since the portable body):
+# measured at 2^27 float32 elements, peak RSS ~2.9 GiB over the 1 GiB of inputs with
+# onnxruntime's default CPU arena (2.6x without it; torch.onnx's own export of the loss needs
+# the same), ~3.5 s on the 2-core dev machine. Bounded here at 3.5 GiB above the inputs, and
+# skipped where the machine has less than 6 GiB available.
+FUNCTION_2POW27_LIMIT_MIB = 3.5 * 1024
 
 
 @pytest.mark.slow
 def test_2pow27_function_bounded_memory():
     available = mem_available_mib()
-    if available < 12 * 1024:
-        pytest.skip(f"needs ~9 GiB peak; only {available:.0f} MiB available")
+    if available < 6 * 1024:
+        pytest.skip(f"needs ~4 GiB peak; only {available:.0f} MiB available")
     result = _run_big("function", 27)
     assert result["ok"], result
     assert result["peak_after_mib"] - result["peak_before_mib"] < FUNCTION_2POW27_LIMIT_MIB, result
