@@ -113,6 +113,23 @@ def cpu_headline(rows: list[dict]) -> list[str]:
             f"- function path / fused = **{_x(r24['function_over_fused'])}** (target >= 8x)",
             f"- torch / fused = **{_x(r24['torch_over_fused'])}** (target >= 2.3x)",
         ]
+    for log2n, reduction, target in ((24, "mean", 1.0), (24, "none", 1.05), (4, "mean", 1.05),
+                                     (4, "sum", 1.05), (4, "none", 1.05)):
+        r = _find(rows, log2n=log2n, reduction=reduction)
+        if r and r.get("function_over_plain") is not None:
+            lines.append(
+                f"- N = 2^{log2n} {reduction}: function path / plain torch.onnx export = "
+                f"**{_x(r['function_over_plain'])}** ({_t(r['function'])} vs {_t(r.get('plain'))};"
+                f" target <= {target:.2f}x)"
+            )
+    for log2n in (24, 26):
+        r = _find(rows, log2n=log2n, reduction="mean")
+        if r and r.get("accuracy"):
+            acc = r["accuracy"]
+            lines.append(
+                f"- N = 2^{log2n} 'mean' relative error: function {acc['function']:.2e}, torch eager "
+                f"{acc['torch']:.2e}, plain export {acc['plain']:.2e}, fused {acc['fused']:.2e}"
+            )
     r4 = _find(rows, log2n=4, reduction="mean")
     if r4 and r4.get("fused_over_abs"):
         lines.append(
@@ -132,14 +149,15 @@ def cpu_headline(rows: list[dict]) -> list[str]:
 
 def cpu_table(rows: list[dict]) -> list[str]:
     out = [
-        "| log2 N | reduction | fused | function | torch | read (np.dot) | Abs node | fused/read | function/fused | torch/fused |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| log2 N | reduction | fused | function | plain torch.onnx | torch | read (np.dot) | Abs node | fused/read | function/fused | function/plain | torch/fused |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in sorted(rows, key=lambda r: (["mean", "sum", "none"].index(r["reduction"]), r["log2n"])):
         out.append(
             f"| {r['log2n']} | {r['reduction']} | {_t(r['fused'])} | {_t(r['function'])} | "
-            f"{_t(r['torch'])} | {_t(r['read'])} | {_t(r.get('abs'))} | {_x(r['fused_over_read'])} | "
-            f"{_x(r['function_over_fused'])} | {_x(r['torch_over_fused'])} |"
+            f"{_t(r.get('plain'))} | {_t(r['torch'])} | {_t(r['read'])} | {_t(r.get('abs'))} | "
+            f"{_x(r['fused_over_read'])} | {_x(r['function_over_fused'])} | "
+            f"{_x(r.get('function_over_plain'))} | {_x(r['torch_over_fused'])} |"
         )
     return out
 
@@ -211,6 +229,13 @@ def build_report(results: Path, notes: list[str] | None = None) -> str:
     out += ["## Headline", ""]
     if cpu:
         out += cpu_headline(cpu["rows"])
+        memory = cpu.get("meta", {}).get("memory")
+        if memory:
+            out.append(
+                f"- N = 2^{memory['log2n']} float32 'mean', function path: peak RSS over the inputs "
+                f"{memory['peak_over_inputs_bytes'] / 2**30:.2f} GiB = {memory['ratio']:.2f}x the "
+                f"input bytes (target <= 2.5x)"
+            )
     if gpu:
         out += [""] + gpu_headline(gpu)
     if not cpu and not gpu:
