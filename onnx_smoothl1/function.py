@@ -271,8 +271,9 @@ def _loss_nodes(typing: _Typing, prefix: str, out: str) -> list[onnx.NodeProto]:
     b.nodes.append(
         _with_ref(_n("Constant", [], [beta_f]), "value_float", "beta", onnx.AttributeProto.FLOAT)
     )
-    beta = b.to_compute(beta_f, "beta")
-    half = b.real("half", 0.5)
+    # beta in the compute type and 0.5 are made inside each branch that uses them: a Cast in
+    # the outer graph read only by If branches makes onnxruntime warn at every session
+    # creation when it folds that Cast ("Implicit input name ... cannot be safely updated").
     # Constant conditions on beta (onnxruntime folds these If nodes at session creation,
     # inline() folds them away): beta == 0 is plain L1 (torch calls l1_loss: d itself), and the
     # reduced branch's cheaper form holds for beta in [2^-60, 2^60].
@@ -286,11 +287,13 @@ def _loss_nodes(typing: _Typing, prefix: str, out: str) -> list[onnx.NodeProto]:
 
     def torch_form(tag: str) -> tuple[list[onnx.NodeProto], str]:
         tb = _Builder(typing, prefix + tag)
-        return tb.nodes, _torch_elem(tb, d, beta, beta_f, half)
+        return tb.nodes, _torch_elem(tb, d, tb.to_compute(beta_f, "beta"), beta_f,
+                                     tb.real("half", 0.5))
 
     def fast_form(tag: str) -> tuple[list[onnx.NodeProto], str]:
         fb = _Builder(typing, prefix + tag)
-        return fb.nodes, _fast_elem(fb, d, beta, beta_f, half)
+        return fb.nodes, _fast_elem(fb, d, fb.to_compute(beta_f, "beta"), beta_f,
+                                    fb.real("half", 0.5))
 
     def l1(tag: str) -> tuple[list[onnx.NodeProto], str]:
         return [], d

@@ -260,3 +260,28 @@ def test_onnxruntime_folds_every_if():
         with open(session.end_profiling()) as f:
             ops = {e["args"].get("op_name") for e in json.load(f) if e.get("cat") == "Node"}
         assert "If" not in ops and "Sub" in ops, ops
+
+
+def test_session_creation_prints_no_onnxruntime_warning():
+    """onnxruntime folds the body's constant Ifs and Casts at session creation without a
+    warning for any dtype/beta/reduction (a Cast in the outer graph read only by If branches
+    made it print "Implicit input name ... cannot be safely updated" for every float64 model)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import onnx_smoothl1 as sl1\n"
+        "for dt in sl1.spec.DTYPES:\n"
+        "    for red in sl1.REDUCTIONS:\n"
+        "        for beta in (0.0, 0.5, 1.0, 1e30):\n"
+        "            sl1.inference_session(sl1.make_model(dtype=dt, reduction=red, beta=beta),"
+        " custom_op=False)\n"
+        "m = sl1.make_model()\n"
+        "del m.functions[:]\n"
+        "m.functions.append(sl1.make_function(18, None))\n"
+        "sl1.inference_session(m, custom_op=False)\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+    assert "W:onnxruntime" not in proc.stderr and "E:onnxruntime" not in proc.stderr, proc.stderr[-2000:]
