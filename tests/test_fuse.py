@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 from _no_f64 import float64_free  # noqa: E402
-from test_export import huber_verdict  # noqa: E402
+from test_export import _run_any, huber_verdict  # noqa: E402
 
 import onnx_smoothl1 as sl1  # noqa: E402
 from onnx_smoothl1 import exporter, oracle, runtime, spec  # noqa: E402
@@ -244,19 +244,6 @@ ALL_TORCH_DTYPES = {**TORCH_DTYPES, "bfloat16": torch.bfloat16}
 def _torch_tensor(a: np.ndarray, dtype: str) -> torch.Tensor:
     return torch.from_numpy(np.asarray(a).astype(np.float32 if dtype == "bfloat16" else a.dtype)).to(
         ALL_TORCH_DTYPES[dtype])
-
-
-def _run_any(model: onnx.ModelProto, feeds: dict, dtype: str) -> list[np.ndarray]:
-    """ORT's function path; onnx.reference where ORT's CPU lacks a bfloat16 kernel."""
-    try:
-        session = sl1.inference_session(model, custom_op=False)
-    except Exception as exc:
-        if dtype != "bfloat16" or "Could not find an implementation" not in str(exc):
-            raise
-        from onnx.reference import ReferenceEvaluator
-
-        return ReferenceEvaluator(model).run(None, feeds)
-    return runtime.run(session, feeds)
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
