@@ -235,6 +235,8 @@ def build_report(results: Path, notes: list[str] | None = None) -> str:
                 f"- N = 2^{memory['log2n']} float32 'mean', function path: peak RSS over the inputs "
                 f"{memory['peak_over_inputs_bytes'] / 2**30:.2f} GiB = {memory['ratio']:.2f}x the "
                 f"input bytes (target <= 2.5x)"
+                + (f"; {memory['no_arena_ratio']:.2f}x with ORT's CPU arena disabled"
+                   if "no_arena_ratio" in memory else "")
             )
     if gpu:
         out += [""] + gpu_headline(gpu)
