@@ -166,11 +166,25 @@ def _cmd_demo(args: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
+def _version() -> str:
+    """The installed distribution's version (wheel or editable install); the package's own
+    ``__version__`` in a plain checkout that has no distribution metadata."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("onnx-smoothl1")
+    except metadata.PackageNotFoundError:
+        from . import __version__
+
+        return __version__
+
+
 def _parser(extra: Sequence[Callable[[argparse._SubParsersAction], None]]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="onnx-smoothl1",
         description="PyTorch's SmoothL1Loss as the ONNX node onnx_smoothl1::SmoothL1Loss.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("make-model", help="write a one-node SmoothL1Loss model")
