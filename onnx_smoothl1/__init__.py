@@ -1,4 +1,4 @@
-"""onnx-smoothl1: PyTorch's SmoothL1Loss as one ONNX node with a model-local function.
+"""onnx-smoothl1: PyTorch's SmoothL1Loss and HuberLoss as ONNX nodes with model-local functions.
 
 Data flow, one module per stage::
 
@@ -11,10 +11,10 @@ makes ready-made models, ``runtime`` runs them in onnxruntime (fused kernel or f
 from __future__ import annotations
 
 from .exporter import export
-from .function import attach_function, make_function, make_node
+from .function import attach_function, make_function, make_huber_node, make_node
 from .fuse import FuseResult, fuse
 from .inline import inline
-from .model import make_model
+from .model import make_huber_model, make_model
 from .runtime import (
     CustomOpUnavailable,
     get_library_path,
@@ -22,11 +22,12 @@ from .runtime import (
     inference_session,
     profile_node_ops,
 )
-from .spec import DOMAIN, DOMAIN_VERSION, OP_TYPE, REDUCTIONS
+from .spec import DOMAIN, DOMAIN_VERSION, HUBER_OP_TYPE, OP_TYPE, REDUCTIONS
 
 __all__ = [
     "DOMAIN",
     "DOMAIN_VERSION",
+    "HUBER_OP_TYPE",
     "OP_TYPE",
     "REDUCTIONS",
     "CustomOpUnavailable",
@@ -39,6 +40,8 @@ __all__ = [
     "inference_session",
     "inline",
     "make_function",
+    "make_huber_model",
+    "make_huber_node",
     "make_model",
     "make_node",
     "profile_node_ops",

@@ -1,6 +1,12 @@
-"""The ``SmoothL1Loss`` node and the model-local FunctionProto that defines it.
+"""The ``SmoothL1Loss`` and ``HuberLoss`` nodes and the model-local FunctionProtos that
+define them.
 
-Design (README, "The ONNX function"):
+Design (README, "The ONNX function"). Both op types share one body builder: the typing, the
+reduction switch, the blocked exact sum and the type dispatch below are the same code; each
+loss only supplies its element-wise part (``_LOSSES``) and its FLOAT attribute (``beta`` /
+``delta``), read by attribute reference. HuberLoss's element-wise part is one Where-free form
+that is bitwise PyTorch's ``huber_loss`` (:func:`_huber_elem`); the rest of this docstring
+describes SmoothL1Loss, and holds for HuberLoss with delta for beta.
 
 * **One body for every node's beta and reduction.** ``beta`` reaches the body through an
   attribute reference (``Constant<value_float=@beta>``). ``reduction`` is a string, and no
@@ -35,7 +41,7 @@ Design (README, "The ONNX function"):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -257,20 +263,36 @@ def _fast_elem(b: _Builder, d: str, beta: str, beta_f: str, half: str) -> str:
     return b.add("Add", [excess, _over_beta(b, half_s2, beta, beta_f)], "elem")
 
 
-def _loss_nodes(typing: _Typing, prefix: str, out: str) -> list[onnx.NodeProto]:
-    """The whole computation for one typing: element-wise loss, reduction switch, cast
-    back; the result goes to ``out`` (a full name)."""
-    b = _Builder(typing, prefix)
-    if typing.cast_in:
-        x = b.add("Cast", ["input"], "x", to=_FLOAT)
-        y = b.add("Cast", ["target"], "y", to=_FLOAT)
-    else:
-        x, y = "input", "target"
-    d = b.add("Abs", [b.add("Sub", [x, y], "diff")], "d")
-    beta_f = b.name("beta_f")
-    b.nodes.append(
-        _with_ref(_n("Constant", [], [beta_f]), "value_float", "beta", onnx.AttributeProto.FLOAT)
-    )
+def _huber_elem(b: _Builder, d: str, delta: str, half: str) -> str:
+    """HuberLoss element-wise, bitwise PyTorch's CPU result without Less/Where: with
+    s = min(d, delta), ``s * (d - 0.5 * s)``.
+
+    PyTorch (aten/src/ATen/native/cpu/BinaryOpsKernel.cpp, ``huber_kernel``) computes
+    ``d < delta ? (0.5 * d) * d : delta * (d - 0.5 * delta)``. For d >= delta this form *is*
+    that expression op for op (s = delta). For d < delta it is ``d * (d - 0.5 * d)``: 0.5 * d
+    is exact (d normal) and d - 0.5 * d = 0.5 * d exactly (Sterbenz), so it is one rounding of
+    d * (0.5 * d), the same product as torch's; for a subnormal d both underflow to +0. NaN
+    propagates whichever operand Min returns for it (NaN - x, delta * NaN), inf gives
+    delta * inf = inf as torch does, and overflow happens exactly where torch's does. So
+    'none' is bitwise torch's for float32/float64 (tests/test_huber_function.py checks that
+    on edge values too), and the reduced branch needs no cheaper form: Where is the slowest
+    op of onnxruntime's element-wise chain.
+    """
+    s = b.add("Min", [d, delta], "s")
+    rest = b.add("Sub", [d, b.add("Mul", [half, s], "half_s")], "rest")
+    return b.add("Mul", [s, rest], "elem")
+
+
+#: Element-wise part of a loss: (outer builder, d, the FLOAT parameter as a float32 constant)
+#: -> (nodes of the 'none' branch, its element tensor, nodes of the reduced branch, its
+#: element tensor). Nodes appended to the builder itself run in the outer graph.
+_Elements = Callable[[_Builder, str, str], tuple[list[onnx.NodeProto], str, list[onnx.NodeProto], str]]
+
+
+def _smooth_l1_elements(b: _Builder, d: str, beta_f: str
+                        ) -> tuple[list[onnx.NodeProto], str, list[onnx.NodeProto], str]:
+    """SmoothL1Loss: torch's order for 'none', :func:`_fast_elem` for the reduced branch."""
+    typing, prefix = b.t, b.prefix
     # beta in the compute type and 0.5 are made inside each branch that uses them: a Cast in
     # the outer graph read only by If branches makes onnxruntime warn at every session
     # creation when it folds that Cast ("Implicit input name ... cannot be safely updated").
@@ -300,19 +322,81 @@ def _loss_nodes(typing: _Typing, prefix: str, out: str) -> list[onnx.NodeProto]:
 
     none_start = len(b.nodes)
     none_elem = _choose(b, "none_elem", is_zero, l1("none_l1_"), torch_form("none_t_"))
+    none_nodes = b.nodes[none_start:]
+    del b.nodes[none_start:]
     red_elem_b = _Builder(typing, prefix + "red_elem_")
     general = _choose(red_elem_b, "general", moderate, fast_form("red_f_"), torch_form("red_t_"))
     red_elem = b.name("red_elem")
     elem_if = _n("If", [is_zero], [red_elem],
                  then_branch=_graph("l1", [_n("Identity", [d], [red_elem + "_d"])], red_elem + "_d"),
                  else_branch=_graph("general", red_elem_b.nodes, general))
+    return none_nodes, none_elem, [elem_if], red_elem
+
+
+def _huber_elements(b: _Builder, d: str, delta_f: str
+                    ) -> tuple[list[onnx.NodeProto], str, list[onnx.NodeProto], str]:
+    """HuberLoss: one Where-free form, bitwise torch's (:func:`_huber_elem`), computed once
+    in the outer graph for both branches; no condition on delta (delta > 0 is validated)."""
+    elem = _huber_elem(b, d, b.to_compute(delta_f, "delta"), b.real("half", 0.5))
+    return [], elem, [], elem
+
+
+@dataclass(frozen=True)
+class _Loss:
+    """What one loss op type adds to the shared body (typing, reduction switch, blocked sum,
+    type dispatch): its FLOAT parameter, its element-wise part and its doc string."""
+
+    op_type: str
+    param: str
+    default: float
+    elements: _Elements
+    formula: str
+
+
+_LOSSES: dict[str, _Loss] = {
+    spec.OP_TYPE: _Loss(
+        spec.OP_TYPE, "beta", spec.DEFAULT_BETA, _smooth_l1_elements,
+        "PyTorch smooth_l1_loss: d=|input-target|; 0.5*d^2/beta if d<beta else d-0.5*beta",
+    ),
+    spec.HUBER_OP_TYPE: _Loss(
+        spec.HUBER_OP_TYPE, "delta", spec.DEFAULT_DELTA, _huber_elements,
+        "PyTorch huber_loss: d=|input-target|; 0.5*d^2 if d<delta else delta*(d-0.5*delta)",
+    ),
+}
+
+
+def _loss_for(op_type: object) -> _Loss:
+    if not isinstance(op_type, str) or op_type not in _LOSSES:
+        raise ValueError(
+            f"op_type must be one of {', '.join(spec.LOSS_OP_TYPES)}; got {op_type!r}"
+        )
+    return _LOSSES[op_type]
+
+
+def _loss_nodes(typing: _Typing, prefix: str, out: str,
+                loss: _Loss | None = None) -> list[onnx.NodeProto]:
+    """The whole computation for one typing: element-wise loss, reduction switch, cast
+    back; the result goes to ``out`` (a full name). ``loss``: SmoothL1Loss by default."""
+    loss = loss or _LOSSES[spec.OP_TYPE]
+    b = _Builder(typing, prefix)
+    if typing.cast_in:
+        x = b.add("Cast", ["input"], "x", to=_FLOAT)
+        y = b.add("Cast", ["target"], "y", to=_FLOAT)
+    else:
+        x, y = "input", "target"
+    d = b.add("Abs", [b.add("Sub", [x, y], "diff")], "d")
+    param_f = b.name(f"{loss.param}_f")
+    b.nodes.append(
+        _with_ref(_n("Constant", [], [param_f]), "value_float", loss.param,
+                  onnx.AttributeProto.FLOAT)
+    )
+    none_nodes, none_elem, red_nodes, red_elem = loss.elements(b, d, param_f)
 
     nb = _Builder(typing, prefix + "none_")
-    nb.nodes.extend(b.nodes[none_start:])
-    del b.nodes[none_start:]
+    nb.nodes.extend(none_nodes)
     none_out = nb.add("Identity", [none_elem], "out")
     rb = _Builder(typing, prefix + "red_")
-    rb.nodes.append(elem_if)
+    rb.nodes.extend(red_nodes)
     total = _blocked_sum(rb, red_elem)
     sum_b = _Builder(typing, prefix + "sum_")
     sum_out = sum_b.add("Squeeze", [total], "out")
@@ -399,20 +483,24 @@ def _type_codes(dtypes: str | Iterable[str] | None) -> frozenset[int]:
 
 
 def make_function(
-    opset: int = 18, dtypes: str | Iterable[str] | None = "float32"
+    opset: int = 18, dtypes: str | Iterable[str] | None = "float32", *,
+    op_type: str = spec.OP_TYPE,
 ) -> onnx.FunctionProto:
-    """Build the FunctionProto for ``onnx_smoothl1::SmoothL1Loss`` at default-domain ``opset``.
+    """Build the FunctionProto for ``onnx_smoothl1::<op_type>`` at default-domain ``opset``.
 
-    ``dtypes``: the element type(s) the model's loss nodes take (names as in
+    ``op_type``: ``SmoothL1Loss`` (default) or ``HuberLoss``; both share the typing, the
+    reduction switch, the blocked sum and the type dispatch, and differ in the element-wise
+    part only. ``dtypes``: the element type(s) the model's loss nodes take (names as in
     ``spec.DTYPES``); ``None`` means "any" (a body that serves every type, used when the
     types cannot be inferred). A single type gives the leanest, statically typed body; see
     the module docstring for mixes.
     """
+    loss = _loss_for(op_type)
     opset = spec.check_opset(opset)
     types = _type_codes(dtypes)
     typings = _typing_for(types, opset)
     if typings is not None:
-        nodes = _loss_nodes(typings[0], "", "loss")
+        nodes = _loss_nodes(typings[0], "", "loss", loss)
     else:
         # float64 next to float16/bfloat16: which body is told by a probe that needs no
         # arithmetic in the input's type (onnxruntime's CPU provider has none for bfloat16):
@@ -422,8 +510,8 @@ def make_function(
         back = b.add("Cast", [b.add("CastLike", [probe, "input"], "probe_t")], "probe_back",
                      to=TensorProto.INT64)
         is_wide = b.add("Equal", [back, probe], "is_wide")
-        wide_nodes = _loss_nodes(_Typing(None, False, None), "wide_", "wide_loss")
-        half_nodes = _loss_nodes(_Typing(_FLOAT, True, "like"), "half_", "half_loss")
+        wide_nodes = _loss_nodes(_Typing(None, False, None), "wide_", "wide_loss", loss)
+        half_nodes = _loss_nodes(_Typing(_FLOAT, True, "like"), "half_", "half_loss", loss)
         nodes = b.nodes + [
             _n("If", [is_wide], ["loss"],
                then_branch=_graph("float32_or_float64", wide_nodes, "wide_loss"),
@@ -431,17 +519,17 @@ def make_function(
         ]
     return helper.make_function(
         spec.DOMAIN,
-        spec.OP_TYPE,
+        loss.op_type,
         ["input", "target"],
         ["loss"],
         nodes,
         [helper.make_opsetid("", opset)],
         attribute_protos=[
-            helper.make_attribute("beta", spec.DEFAULT_BETA),
+            helper.make_attribute(loss.param, loss.default),
             helper.make_attribute("reduction", spec.DEFAULT_REDUCTION),
         ],
         doc_string=(
-            "PyTorch smooth_l1_loss: d=|input-target|; 0.5*d^2/beta if d<beta else d-0.5*beta;"
+            loss.formula + ";"
             " reduction none|mean|sum. Computed in float32 (float64 for float64 inputs), sums"
             " blocked; element types: " + ", ".join(sorted(_name(t) for t in types)) + "."
         ),
@@ -473,9 +561,48 @@ def make_node(
     )
 
 
-def loss_input_types(model: onnx.ModelProto) -> set[str] | None:
-    """The element types of ``model``'s SmoothL1Loss inputs (by shape inference), or None
-    when any of them is unknown or not a float type of ``spec.DTYPES``."""
+def make_huber_node(
+    input: str,
+    target: str,
+    output: str,
+    *,
+    delta: float = spec.DEFAULT_DELTA,
+    reduction: str = spec.DEFAULT_REDUCTION,
+    name: str | None = None,
+) -> onnx.NodeProto:
+    """A ``HuberLoss`` node with both attributes written out (see :func:`make_node` for why).
+
+    Raises ``ValueError`` naming ``delta`` unless it is a finite float > 0, and naming
+    ``reduction`` for anything but none/mean/sum.
+    """
+    return helper.make_node(
+        spec.HUBER_OP_TYPE,
+        [input, target],
+        [output],
+        name=name,
+        domain=spec.DOMAIN,
+        delta=spec.check_delta(delta),
+        reduction=spec.check_reduction(reduction),
+    )
+
+
+def _loss_op_types(model: onnx.ModelProto) -> list[str]:
+    """The loss op types ``model``'s graph (subgraphs included) uses, in ``LOSS_OP_TYPES``
+    order."""
+    used = {n.op_type for n in spec.walk_nodes(model.graph.node) if spec.is_loss_node(n)}
+    return [t for t in spec.LOSS_OP_TYPES if t in used]
+
+
+def loss_input_types(model: onnx.ModelProto, op_type: str | None = None) -> set[str] | None:
+    """The element types of ``model``'s loss node inputs (by shape inference), or None when
+    any of them is unknown or not a float type of ``spec.DTYPES``. ``op_type``: only the
+    nodes of that loss op type (default: every loss node)."""
+    if op_type is not None:
+        _loss_for(op_type)
+
+    def selected(node: onnx.NodeProto) -> bool:
+        return spec.is_loss_node(node) and op_type in (None, node.op_type)
+
     def types_of(graph: onnx.GraphProto) -> dict[str, int]:
         known = {
             v.name: v.type.tensor_type.elem_type
@@ -486,8 +613,7 @@ def loss_input_types(model: onnx.ModelProto) -> set[str] | None:
         return known
 
     known = types_of(model.graph)
-    wanted = {n for node in spec.walk_nodes(model.graph.node) if spec.is_loss_node(node)
-              for n in node.input}
+    wanted = {n for node in spec.walk_nodes(model.graph.node) if selected(node) for n in node.input}
     if not wanted <= set(known):
         # Inference needs the domain imported (attach_function adds it after this call).
         work = onnx.ModelProto()
@@ -501,7 +627,7 @@ def loss_input_types(model: onnx.ModelProto) -> set[str] | None:
     found: set[str] = set()
     by_code = {v: k for k, v in spec.DTYPES.items()}
     for node in spec.walk_nodes(model.graph.node):
-        if spec.is_loss_node(node):
+        if selected(node):
             for name in node.input:
                 code = known.get(name)
                 if code not in by_code:
@@ -513,28 +639,36 @@ def loss_input_types(model: onnx.ModelProto) -> set[str] | None:
 def attach_function(
     model: onnx.ModelProto, dtypes: str | Iterable[str] | None = None
 ) -> onnx.ModelProto:
-    """Give ``model`` the function and the domain import its SmoothL1Loss nodes need (in place).
+    """Give ``model`` the functions and the domain import its loss nodes need (in place).
 
-    The function's opset equals the model's default-domain opset, as ORT requires. Its body
-    is specialised to ``dtypes`` (default: the loss inputs' types found by shape inference;
-    a body for every type when they cannot be inferred). An existing copy of the function
-    is replaced, so calling this twice is harmless.
+    One FunctionProto per loss op type the graph uses (SmoothL1Loss and/or HuberLoss; a
+    model with neither gets SmoothL1Loss's, as before HuberLoss existed). Each function's
+    opset equals the model's default-domain opset, as ORT requires. Each body is
+    specialised to ``dtypes`` (default: the input types of that op type's nodes, found by
+    shape inference; a body for every type when they cannot be inferred). Existing copies
+    of those functions are replaced, so calling this twice is harmless.
     """
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is None:
         raise ValueError("model has no default-domain opset_import")
-    if dtypes is None:
-        found = loss_input_types(model)
-        dtypes = sorted(found) if found else None
-        if dtypes is None and opset < 15:
-            raise ValueError(
-                f"opset {opset} has no CastLike, so the function is specialised to one element "
-                "type, and this model's SmoothL1Loss input types are not known; pass dtypes or "
-                "use opset >= 15"
-            )
-    kept = [f for f in model.functions if (f.domain, f.name) != (spec.DOMAIN, spec.OP_TYPE)]
+    op_types = _loss_op_types(model) or [spec.OP_TYPE]
+    functions = []
+    for op_type in op_types:
+        wanted: str | Iterable[str] | None = dtypes
+        if wanted is None:
+            found = loss_input_types(model, op_type)
+            wanted = sorted(found) if found else None
+            if wanted is None and opset < 15:
+                raise ValueError(
+                    f"opset {opset} has no CastLike, so the function is specialised to one "
+                    f"element type, and this model's {op_type} input types are not known; pass "
+                    "dtypes or use opset >= 15"
+                )
+        functions.append(make_function(opset, wanted, op_type=op_type))
+    replaced = {(spec.DOMAIN, t) for t in op_types}
+    kept = [f for f in model.functions if (f.domain, f.name) not in replaced]
     del model.functions[:]
-    model.functions.extend(kept + [make_function(opset, dtypes)])
+    model.functions.extend(kept + functions)
     if not any(o.domain == spec.DOMAIN for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid(spec.DOMAIN, spec.DOMAIN_VERSION))
     return model

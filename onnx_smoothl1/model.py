@@ -1,15 +1,18 @@
 """Ready-made single-node models: ``input``, ``target`` -> ``loss``.
 
-``make_model`` is what ``models/*.onnx``, the CLI's ``make-model`` and the demo are built from.
+``make_model`` (SmoothL1Loss) and ``make_huber_model`` (HuberLoss) are what ``models/*.onnx``,
+the CLI's ``make-model`` and the demo are built from; both go through one builder.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import onnx
 from onnx import helper
 
 from . import spec
-from .function import attach_function, make_node
+from .function import attach_function, make_huber_node, make_node
 
 #: Highest IR version the pinned onnxruntime loads (onnx 1.23 writes 14 by default; ORT 1.30
 #: accepts at most 13). Models get the lowest IR version their opsets need, capped here.
@@ -43,17 +46,51 @@ def make_model(
     Raises ``ValueError`` naming the argument for a negative beta, an unknown reduction, or an
     unsupported dtype / opset / rank.
     """
+    return _single_loss_model(spec.OP_TYPE, beta, reduction=reduction, dtype=dtype,
+                              opset=opset, rank=rank)
+
+
+def make_huber_model(
+    *,
+    delta: float = spec.DEFAULT_DELTA,
+    reduction: str = spec.DEFAULT_REDUCTION,
+    dtype: str = "float32",
+    opset: int = 18,
+    rank: int | None = None,
+) -> onnx.ModelProto:
+    """One ``HuberLoss`` node plus its function: :func:`make_model` with ``delta`` for ``beta``.
+
+    Raises ``ValueError`` naming the argument for a delta that is not a finite float > 0, an
+    unknown reduction, or an unsupported dtype / opset / rank.
+    """
+    return _single_loss_model(spec.HUBER_OP_TYPE, delta, reduction=reduction, dtype=dtype,
+                              opset=opset, rank=rank)
+
+
+#: Per loss op type: graph/node name prefix and the node maker.
+_MODEL_PARTS: dict[str, tuple[str, Callable[..., onnx.NodeProto]]] = {
+    spec.OP_TYPE: ("smooth_l1", make_node),
+    spec.HUBER_OP_TYPE: ("huber", make_huber_node),
+}
+
+
+def _single_loss_model(op_type: str, param: float, *, reduction: str, dtype: str, opset: int,
+                       rank: int | None) -> onnx.ModelProto:
+    """The model of :func:`make_model` / :func:`make_huber_model` for ``op_type``."""
     if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 0):
         raise ValueError(f"rank must be None (any rank) or an integer >= 0; got {rank!r}")
-    beta = spec.check_beta(beta)
+    name = spec.LOSS_PARAMS[op_type]
+    param = spec.check_loss_param(op_type, param)
     reduction = spec.check_reduction(reduction)
     dtype = spec.check_dtype(dtype)
     opset = spec.check_opset(opset)
     elem = spec.DTYPES[dtype]
+    prefix, node_maker = _MODEL_PARTS[op_type]
+    node = node_maker("input", "target", "loss", **{name: param}, reduction=reduction, name=prefix)
     out_shape = _dims("loss", rank) if reduction == "none" else []
     graph = helper.make_graph(
-        [make_node("input", "target", "loss", beta=beta, reduction=reduction, name="smooth_l1")],
-        f"smooth_l1_{reduction}",
+        [node],
+        f"{prefix}_{reduction}",
         [
             helper.make_tensor_value_info("input", elem, _dims("input", rank)),
             helper.make_tensor_value_info("target", elem, _dims("target", rank)),
@@ -64,7 +101,7 @@ def make_model(
         graph,
         opset_imports=[helper.make_opsetid("", opset)],
         producer_name="onnx-smoothl1",
-        doc_string=f"SmoothL1Loss(beta={beta}, reduction={reduction!r}), {dtype}",
+        doc_string=f"{op_type}({name}={param}, reduction={reduction!r}), {dtype}",
     )
     attach_function(model, dtype)
     model.ir_version = ir_version_for(model)

@@ -1,8 +1,10 @@
-"""The contract of the ``onnx_smoothl1::SmoothL1Loss`` node, in one place.
+"""The contract of the ``onnx_smoothl1`` loss nodes, in one place.
 
-Every stage (function builder, model maker, exporters, runtime helpers, C++ kernel tests)
-validates against these names and values, so a change to the contract is a change here.
-The behaviour itself is specified in ``SPEC.md`` (PyTorch's ``smooth_l1_loss``).
+Two op types share one domain: ``SmoothL1Loss`` (attributes ``beta``, ``reduction``) and
+``HuberLoss`` (``delta``, ``reduction``). Every stage (function builder, model maker,
+exporters, runtime helpers, C++ kernel tests) validates against these names and values, so a
+change to the contract is a change here. The behaviour itself is specified in ``SPEC.md``
+(PyTorch's ``smooth_l1_loss`` and ``huber_loss``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,17 @@ DOMAIN: Final = "onnx_smoothl1"
 OP_TYPE: Final = "SmoothL1Loss"
 DOMAIN_VERSION: Final = 1
 
+#: ``torch.nn.HuberLoss`` as its own node: ``d < delta ? 0.5*d*d : delta*(d - 0.5*delta)``.
+HUBER_OP_TYPE: Final = "HuberLoss"
+#: Every loss op type of the domain, SmoothL1Loss first.
+LOSS_OP_TYPES: Final = (OP_TYPE, HUBER_OP_TYPE)
+#: The FLOAT attribute each loss op type takes besides ``reduction``.
+LOSS_PARAMS: Final[dict[str, str]] = {OP_TYPE: "beta", HUBER_OP_TYPE: "delta"}
+#: The losses by the short names the oracle and the CLI take (``--loss``).
+LOSSES: Final[dict[str, str]] = {"smooth_l1": OP_TYPE, "huber": HUBER_OP_TYPE}
+
 DEFAULT_BETA: Final = 1.0
+DEFAULT_DELTA: Final = 1.0
 DEFAULT_REDUCTION: Final = "mean"
 REDUCTIONS: Final = ("none", "mean", "sum")
 
@@ -52,8 +64,17 @@ def walk_nodes(nodes: Iterable[onnx.NodeProto]) -> Iterator[onnx.NodeProto]:
 
 
 def is_loss_node(node: onnx.NodeProto) -> bool:
-    """Whether ``node`` is an ``onnx_smoothl1::SmoothL1Loss`` node."""
-    return (node.domain, node.op_type) == (DOMAIN, OP_TYPE)
+    """Whether ``node`` is a loss node of the domain (``SmoothL1Loss`` or ``HuberLoss``)."""
+    return node.domain == DOMAIN and node.op_type in LOSS_OP_TYPES
+
+
+def check_loss(loss: object, *, name: str = "loss") -> str:
+    """Return ``loss`` (a key of ``LOSSES``: 'smooth_l1' or 'huber'), else ``ValueError``."""
+    if not isinstance(loss, str) or loss not in LOSSES:
+        raise ValueError(
+            f"{name} must be one of {', '.join(repr(k) for k in LOSSES)}; got {loss!r}"
+        )
+    return loss
 
 
 def check_beta(beta: object, *, name: str = "beta") -> float:
@@ -68,6 +89,32 @@ def check_beta(beta: object, *, name: str = "beta") -> float:
     if math.isnan(value) or value < 0:
         raise ValueError(f"{name} must be a float >= 0, got {value!r}")
     return value
+
+
+def check_delta(delta: object, *, name: str = "delta") -> float:
+    """Return ``delta`` as a float, or raise ``ValueError`` naming the argument.
+
+    SPEC: HuberLoss takes delta > 0 (PyTorch refuses delta <= 0) and finite (the contract:
+    an infinite delta would make the linear part inf - inf); NaN and non-numbers are refused.
+    """
+    if isinstance(delta, bool) or not isinstance(delta, (int, float, np.floating, np.integer)):
+        raise ValueError(
+            f"{name} must be a finite float > 0, got {delta!r} ({type(delta).__name__})"
+        )
+    value = float(delta)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite float > 0, got {value!r}")
+    return value
+
+
+def check_loss_param(op_type: str, value: object, *, name: str | None = None) -> float:
+    """``check_beta`` for SmoothL1Loss, ``check_delta`` for HuberLoss (the attribute named by
+    ``LOSS_PARAMS``); ``name`` defaults to that attribute's name."""
+    if op_type not in LOSS_PARAMS:
+        raise ValueError(f"op_type must be one of {', '.join(LOSS_OP_TYPES)}; got {op_type!r}")
+    param = LOSS_PARAMS[op_type]
+    check = check_beta if op_type == OP_TYPE else check_delta
+    return check(value, name=name or param)
 
 
 def check_reduction(reduction: object, *, name: str = "reduction") -> str:
