@@ -2,18 +2,27 @@
 
 Every parity check in the project (tests, the demo, the parity runner) asks the same two
 questions, answered here once: what does PyTorch compute in float64 for these inputs (beta
-rounded to float32 as an ONNX FLOAT attribute stores it), and is a path's output within
-SPEC's tolerance of that for its dtype and reduction.
+or delta rounded to float32 as an ONNX FLOAT attribute stores it), and is a path's output
+within SPEC's tolerance of that for its dtype and reduction.
+
+Both losses: ``loss="smooth_l1"`` (default, ``torch.nn.functional.smooth_l1_loss``, parameter
+``beta``) and ``loss="huber"`` (``torch.nn.functional.huber_loss``, parameter ``delta``). The
+reference functions take the parameter as ``beta`` for either loss (so a grid over one
+parameter needs no branching); ``delta=`` says the same for 'huber' explicitly.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import ml_dtypes
 import numpy as np
 
 from . import spec
+
+if TYPE_CHECKING:  # torch is optional at run time
+    import torch
 
 #: numpy dtypes for the names in ``spec.DTYPES`` (bfloat16 comes from ml_dtypes).
 NUMPY_DTYPES: dict[str, np.dtype] = {
@@ -40,6 +49,40 @@ def as_beta(beta: float) -> float:
     return float(np.float32(beta))
 
 
+def _loss_param(loss: str, beta: float, delta: float | None) -> tuple[str, float]:
+    """(loss, its parameter rounded to float32), validated as the loss's node validates it:
+    beta >= 0 for 'smooth_l1', a finite delta > 0 for 'huber' (``delta`` if given, else
+    ``beta``)."""
+    loss = spec.check_loss(loss)
+    if loss == "smooth_l1":
+        if delta is not None:
+            raise ValueError("delta is HuberLoss's parameter; loss='smooth_l1' takes beta")
+        return loss, as_beta(spec.check_beta(beta))
+    value = spec.check_delta(beta if delta is None else delta)
+    return loss, spec.check_delta(as_beta(value))
+
+
+def _torch_loss(x: torch.Tensor, y: torch.Tensor, loss: str, param: float,
+                reduction: str) -> torch.Tensor:
+    import torch.nn.functional as F
+
+    if loss == "huber":
+        return F.huber_loss(x, y, reduction=reduction, delta=param)
+    return F.smooth_l1_loss(x, y, reduction=reduction, beta=param)
+
+
+def _numpy_elements(d: np.ndarray, loss: str, param: np.floating | float) -> np.ndarray:
+    """The element-wise loss in PyTorch's CPU order, in ``d``'s own dtype."""
+    work = d.dtype.type
+    p, half = work(param), work(0.5)
+    with np.errstate(all="ignore"):
+        if loss == "huber":
+            return np.where(d < p, (half * d) * d, p * (d - half * p))
+        if p == 0:
+            return d
+        return np.where(d < p, (half * d) * d / p, d - half * p)
+
+
 def has_torch() -> bool:
     """Whether PyTorch can be imported (it is an optional dependency: the oracle falls back to
     numpy in float64 without it)."""
@@ -51,64 +94,65 @@ def has_torch() -> bool:
 
 
 def reference(
-    input: np.ndarray, target: np.ndarray, *, beta: float = 1.0, reduction: str = "mean"
+    input: np.ndarray, target: np.ndarray, *, beta: float = 1.0, reduction: str = "mean",
+    loss: str = "smooth_l1", delta: float | None = None,
 ) -> np.ndarray:
-    """PyTorch's smooth_l1_loss on the inputs upcast to float64 (exact for every dtype); the
-    same formula in numpy float64 (:func:`numpy_reference`) when torch is not installed."""
+    """PyTorch's smooth_l1_loss (or huber_loss) on the inputs upcast to float64 (exact for
+    every dtype); the same formula in numpy float64 (:func:`numpy_reference`) when torch is
+    not installed."""
     if not has_torch():
-        return numpy_reference(input, target, beta=beta, reduction=reduction)
+        return numpy_reference(input, target, beta=beta, reduction=reduction, loss=loss,
+                               delta=delta)
     import torch
 
+    loss, param = _loss_param(loss, beta, delta)
     x = torch.from_numpy(np.asarray(input).astype(np.float64))
     y = torch.from_numpy(np.asarray(target).astype(np.float64))
-    out = torch.nn.functional.smooth_l1_loss(x, y, reduction=reduction, beta=as_beta(beta))
-    return out.numpy()
+    return _torch_loss(x, y, loss, param, reduction).numpy()
 
 
 def numpy_reference(
-    input: np.ndarray, target: np.ndarray, *, beta: float = 1.0, reduction: str = "mean"
+    input: np.ndarray, target: np.ndarray, *, beta: float = 1.0, reduction: str = "mean",
+    loss: str = "smooth_l1", delta: float | None = None,
 ) -> np.ndarray:
     """SPEC's formula in numpy float64, in PyTorch's own order (beta 0 is ``|x - y|``, as
-    torch routes it to l1_loss). 'none' equals torch's float64 result bitwise; sums differ
-    from torch's by summation order only (numpy sums pairwise)."""
+    torch routes it to l1_loss; Huber is ``d < delta ? (0.5*d)*d : delta*(d - 0.5*delta)``).
+    'none' equals torch's float64 result bitwise; sums differ from torch's by summation
+    order only (numpy sums pairwise)."""
     x = np.asarray(input).astype(np.float64)
     y = np.asarray(target).astype(np.float64)
-    beta = as_beta(spec.check_beta(beta))
+    loss, param = _loss_param(loss, beta, delta)
     reduction = spec.check_reduction(reduction)
     with np.errstate(all="ignore"):
-        d = np.abs(x - y)
-        if beta == 0:
-            loss = d
-        else:
-            loss = np.where(d < beta, (0.5 * d) * d / beta, d - 0.5 * beta)
+        elems = _numpy_elements(np.abs(x - y), loss, param)
         if reduction == "none":
-            return np.asarray(loss, dtype=np.float64)
-        total = np.sum(loss, dtype=np.float64)
+            return np.asarray(elems, dtype=np.float64)
+        total = np.sum(elems, dtype=np.float64)
         if reduction == "sum":
             return np.asarray(total)
-        return np.asarray(total / loss.size if loss.size else np.nan)
+        return np.asarray(total / elems.size if elems.size else np.nan)
 
 
 def torch_same_dtype(
-    input: np.ndarray, target: np.ndarray, *, beta: float = 1.0, reduction: str = "mean"
+    input: np.ndarray, target: np.ndarray, *, beta: float = 1.0, reduction: str = "mean",
+    loss: str = "smooth_l1", delta: float | None = None,
 ) -> np.ndarray | None:
     """PyTorch's own result in the inputs' dtype (what users compare against). Without torch:
     for float32/float64 'none' the same operations in numpy (torch's CPU order: bitwise what
     torch computes); None otherwise ('mean'/'sum', whose summation order numpy cannot
     reproduce, and half types): the oracle then uses its bounds alone."""
+    loss, param = _loss_param(loss, beta, delta)
     if not has_torch():
-        return _numpy_same_dtype(input, target, beta=beta, reduction=reduction)
+        return _numpy_same_dtype(input, target, param=param, reduction=reduction, loss=loss)
     import torch
 
-    def to_torch(a: np.ndarray) -> "torch.Tensor":
+    def to_torch(a: np.ndarray) -> torch.Tensor:
         a = np.asarray(a)
         if a.dtype == NUMPY_DTYPES["bfloat16"]:
             return torch.from_numpy(a.astype(np.float32)).to(torch.bfloat16)
         return torch.from_numpy(a.copy())
 
-    out = torch.nn.functional.smooth_l1_loss(
-        to_torch(input), to_torch(target), reduction=reduction, beta=as_beta(beta)
-    )
+    out = _torch_loss(to_torch(input), to_torch(target), loss, param, reduction)
     if out.dtype == torch.bfloat16:
         return out.float().numpy().astype(NUMPY_DTYPES["bfloat16"])
     return out.numpy()
@@ -137,7 +181,7 @@ def _errors(a: np.ndarray, ref64: np.ndarray) -> tuple[float, float]:
 
 
 def _numpy_same_dtype(
-    input: np.ndarray, target: np.ndarray, *, beta: float, reduction: str
+    input: np.ndarray, target: np.ndarray, *, param: float, reduction: str, loss: str
 ) -> np.ndarray | None:
     x, y = np.asarray(input), np.asarray(target)
     out_dtype = x.dtype
@@ -146,14 +190,9 @@ def _numpy_same_dtype(
     if spec.check_reduction(reduction) != "none" or out_dtype not in (np.float32, np.float64):
         return None
     work = out_dtype.type
-    b = work(as_beta(spec.check_beta(beta)))
     with np.errstate(all="ignore"):
         d = np.abs(x.astype(work) - y.astype(work))
-        if b == 0:
-            loss = d
-        else:
-            loss = np.where(d < b, (work(0.5) * d) * d / b, d - work(0.5) * b)
-    return np.asarray(loss).astype(out_dtype)
+    return np.asarray(_numpy_elements(d, loss, param)).astype(out_dtype)
 
 
 @dataclass(frozen=True)
