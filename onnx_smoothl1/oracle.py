@@ -141,10 +141,12 @@ def torch_same_dtype(
     for float32/float64 'none' the same operations in numpy (torch's CPU order: bitwise what
     torch computes); None otherwise ('mean'/'sum', whose summation order numpy cannot
     reproduce, and half types): the oracle then uses its bounds alone."""
-    loss, param = _loss_param(loss, beta, delta)
     if not has_torch():
-        return _numpy_same_dtype(input, target, param=param, reduction=reduction, loss=loss)
+        return _numpy_same_dtype(input, target, beta=beta, reduction=reduction, loss=loss,
+                                 delta=delta)
     import torch
+
+    loss, param = _loss_param(loss, beta, delta)
 
     def to_torch(a: np.ndarray) -> torch.Tensor:
         a = np.asarray(a)
@@ -181,8 +183,10 @@ def _errors(a: np.ndarray, ref64: np.ndarray) -> tuple[float, float]:
 
 
 def _numpy_same_dtype(
-    input: np.ndarray, target: np.ndarray, *, param: float, reduction: str, loss: str
+    input: np.ndarray, target: np.ndarray, *, beta: float, reduction: str,
+    loss: str = "smooth_l1", delta: float | None = None,
 ) -> np.ndarray | None:
+    loss, param = _loss_param(loss, beta, delta)
     x, y = np.asarray(input), np.asarray(target)
     out_dtype = x.dtype
     # float16/bfloat16: torch's scalar and vector kernels round at different steps, which
