@@ -1,16 +1,23 @@
-"""Export torch models whose losses become ``onnx_smoothl1::SmoothL1Loss`` nodes.
+"""Export torch models whose losses become ``onnx_smoothl1`` loss nodes.
 
 ``torch.onnx.export`` (torch 2.13) decomposes ``smooth_l1_loss`` / ``huber_loss`` into ~9
 standard ops under ``dynamo=True`` and fails on them under ``dynamo=False``. ``export`` maps
-the ATen ops to the custom node instead:
+the ATen ops to the custom nodes instead: ``smooth_l1_loss`` and ``l1_loss`` to
+``SmoothL1Loss``, ``huber_loss`` to ``HuberLoss`` (torch's own formula, one node):
 
 * dynamo (default): ``custom_translation_table`` maps ``aten.smooth_l1_loss.default``,
-  ``aten.huber_loss.default`` and ``aten.l1_loss.default`` to onnxscript calls of the node.
-  The function body is attached *after* export: torch's optimizer and version converter
+  ``aten.huber_loss.default`` and ``aten.l1_loss.default`` to onnxscript calls of the nodes.
+  The function bodies are attached *after* export: torch's optimizer and version converter
   would otherwise inline or drop a model-local function.
 * legacy (``dynamo=False``): ``torch.onnx.register_custom_op_symbolic`` for the same three
   ops, registered for the duration of the call only (any registration that existed before
   is put back afterwards).
+
+Then :func:`onnx_smoothl1.simplify.simplify` removes what torch wrote around each loss and
+the node does itself: the ``Expand`` of ``broadcast_tensors`` (with the legacy exporter's
+shape computation) where that keeps the broadcast shape, and the float32 ``Cast`` pair of
+torch's "op math" around a float16/bfloat16 loss. A bare ``nn.SmoothL1Loss`` /
+``nn.HuberLoss`` exports as exactly one node, broadcast inputs included.
 
 Mapping decisions (README, "Exporting from PyTorch"):
 
@@ -18,13 +25,9 @@ Mapping decisions (README, "Exporting from PyTorch"):
   cannot tell ``SmoothL1Loss(beta=0)`` from ``nn.L1Loss``. Every ``l1_loss`` therefore
   becomes ``SmoothL1Loss(beta=0)``, which SPEC defines as plain L1: same values, same NaN/inf
   behaviour, the reduction kept. A plain ``nn.L1Loss`` in the same model exports correctly.
-* Huber(delta) = delta * SmoothL1(beta=delta): the node, then a ``Mul`` by ``delta``, both in
-  the input's compute type and never in float64 unless the model is float64 (SPEC,
-  "Precision and portability"): float32 and float64 as they are; float16/bfloat16 inputs are
-  cast to float32 for the pair and the product is cast back once, so the result is rounded
-  once to the half type. In float32 that is two steps, the node's result and the ``Mul``'s
-  rounding, so a float32 Huber result can be one float32 rounding further from torch's
-  float64 value than torch's own float32 HuberLoss; a dedicated Huber node would avoid that.
+* ``delta <= 0`` (and NaN): torch refuses it while tracing; ``export`` turns that into a
+  ``ValueError`` naming ``delta`` (likewise a negative ``beta``). An infinite delta, which
+  torch accepts, is refused by the node's contract (``spec.check_delta``).
 * ``beta`` / ``delta`` are ONNX FLOAT attributes, so they are rounded to float32 (SPEC).
 """
 
@@ -37,13 +40,13 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final, Literal
 
-import numpy as np
 import onnx
 from onnx import TensorProto
 
 from . import spec
 from .function import attach_function
 from .model import ir_version_for
+from .simplify import simplify
 
 Mode = Literal["function", "custom_op", "inline"]
 MODES: Final = ("function", "custom_op", "inline")
@@ -70,15 +73,11 @@ def _reduction_name(reduction: int) -> str:
         raise ValueError(f"unknown ATen reduction enum {reduction!r}") from None
 
 
-def _as_float32(value: float) -> float:
-    return float(np.float32(value))
-
-
 # --- dynamo: onnxscript translations --------------------------------------------------------
 
 
-def _onnxscript_node_op():
-    """The node as an onnxscript ``Op``, with a schema built locally (never registered).
+def _onnxscript_node_op(op_type: str) -> Any:
+    """A loss node as an onnxscript ``Op``, with a schema built locally (never registered).
 
     onnxscript resolves ``Opset.Foo`` through ``onnx.defs``; registering a schema there would
     be a process-wide side effect, so the Op gets an unregistered ``OpSchema`` instead.
@@ -86,8 +85,9 @@ def _onnxscript_node_op():
     from onnx.defs import OpSchema
     from onnxscript import values
 
+    param = spec.LOSS_PARAMS[op_type]
     schema = OpSchema(
-        spec.OP_TYPE,
+        op_type,
         spec.DOMAIN,
         spec.DOMAIN_VERSION,
         inputs=[OpSchema.FormalParameter("input", "T"), OpSchema.FormalParameter("target", "T")],
@@ -96,44 +96,47 @@ def _onnxscript_node_op():
             ("T", [f"tensor({n})" for n in ("float16", "bfloat16", "float", "double")], "")
         ],
         attributes=[
-            OpSchema.Attribute("beta", OpSchema.AttrType.FLOAT, "beta >= 0"),
+            OpSchema.Attribute(param, OpSchema.AttrType.FLOAT,
+                               "beta >= 0" if param == "beta" else "delta > 0, finite"),
             OpSchema.Attribute("reduction", OpSchema.AttrType.STRING, "none|mean|sum"),
         ],
     )
-    return values.Op(values.Opset(spec.DOMAIN, spec.DOMAIN_VERSION), spec.OP_TYPE, schema)
+    return values.Op(values.Opset(spec.DOMAIN, spec.DOMAIN_VERSION), op_type, schema)
+
+
+class _ParamError(ValueError):
+    """A loss parameter refused by ``spec`` inside a translation or symbolic.
+
+    torch.onnx wraps errors raised there in its own exception types; ``export`` finds this
+    one in the chain and raises it as it is, so the message names the parameter."""
+
+
+def _checked(op_type: str, value: object) -> float:
+    try:
+        return spec.check_loss_param(op_type, value)
+    except ValueError as exc:
+        raise _ParamError(f"{exc} ({op_type} from torch)") from None
 
 
 def translation_table() -> dict[Callable, Callable]:
     """``custom_translation_table`` entries for ``torch.onnx.export(..., dynamo=True)``."""
     import torch
-    from onnxscript import ir
-    from onnxscript import opset18 as op
 
-    node = _onnxscript_node_op()
+    smooth_l1 = _onnxscript_node_op(spec.OP_TYPE)
+    huber = _onnxscript_node_op(spec.HUBER_OP_TYPE)
 
     def smooth_l1_loss(self, target, reduction: int = 1, beta: float = 1.0):
-        return node(
-            self,
-            target,
-            beta=spec.check_beta(beta),
-            reduction=_reduction_name(reduction),
-        )
+        return smooth_l1(self, target, beta=_checked(spec.OP_TYPE, beta),
+                         reduction=_reduction_name(reduction))
 
     def l1_loss(self, target, reduction: int = 1):
-        return node(self, target, beta=0.0, reduction=_reduction_name(reduction))
+        return smooth_l1(self, target, beta=0.0, reduction=_reduction_name(reduction))
 
     def huber_loss(self, target, reduction: int = 1, delta: float = 1.0):
-        delta = spec.check_beta(delta, name="delta")
-        if delta <= 0:
-            raise ValueError(f"huber_loss delta must be > 0, got {delta}")
-        dtype = self.dtype
-        compute = ir.DataType.DOUBLE if dtype == ir.DataType.DOUBLE else ir.DataType.FLOAT
-        if dtype != compute:  # float16 / bfloat16: the pair in float32, one rounding back
-            self, target = op.Cast(self, to=compute), op.Cast(target, to=compute)
-        loss = node(self, target, beta=delta, reduction=_reduction_name(reduction))
-        scale = np.array(_as_float32(delta), dtype=compute.numpy())
-        loss = op.Mul(loss, op.Constant(value=ir.tensor(scale)))
-        return loss if dtype == compute else op.Cast(loss, to=dtype)
+        # torch's formula as one node; its function/kernels compute float16/bfloat16 in
+        # float32 with one rounding, so no Cast is written around it here.
+        return huber(self, target, delta=_checked(spec.HUBER_OP_TYPE, delta),
+                     reduction=_reduction_name(reduction))
 
     aten = torch.ops.aten
     return {
@@ -150,74 +153,35 @@ def _legacy_symbolics() -> dict[str, Callable]:
     import torch
     from torch.onnx import symbolic_helper
 
-    def _type(x, dtype=None):
-        """The node's output type: x's (with ``dtype``), rank 0 when reduced."""
-        typ = x.type()
-        if dtype is not None:
-            try:
-                typ = typ.with_dtype(dtype)
-            except RuntimeError:
-                typ = None
-        return typ
-
-    def _node(g, x, y, beta: float, reduction: int, out_type, dtype=None):
+    def _node(g, x, y, op_type: str, value: float, reduction: int):
         red = _reduction_name(reduction)
         out = g.op(
-            f"{spec.DOMAIN}::{spec.OP_TYPE}",
+            f"{spec.DOMAIN}::{op_type}",
             x,
             y,
-            beta_f=spec.check_beta(beta),
             reduction_s=red,
+            **{f"{spec.LOSS_PARAMS[op_type]}_f": _checked(op_type, value)},
         )
         # The exporter cannot infer a custom node's type; declare it (rank 0 when reduced).
         # A reduced loss must have a known type, or the exporter's scalar type analysis
         # treats it as a Python scalar and casts it to float32 in a following Mul.
         if red != "none":
-            out.setType(torch._C.TensorType.create_from_tensor(torch.zeros((), dtype=dtype)))
-        elif out_type is not None:
-            out.setType(out_type)
+            out.setType(torch._C.TensorType.create_from_tensor(torch.zeros((), dtype=_torch_dtype(x))))
+        elif x.type() is not None:
+            out.setType(x.type())
         return out
 
     @symbolic_helper.parse_args("v", "v", "i", "f")
     def smooth_l1_loss(g, x, y, reduction, beta):
-        return _node(g, x, y, beta, reduction, x.type(), _torch_dtype(x))
+        return _node(g, x, y, spec.OP_TYPE, beta, reduction)
 
     @symbolic_helper.parse_args("v", "v", "i")
     def l1_loss(g, x, y, reduction):
-        return _node(g, x, y, 0.0, reduction, x.type(), _torch_dtype(x))
+        return _node(g, x, y, spec.OP_TYPE, 0.0, reduction)
 
     @symbolic_helper.parse_args("v", "v", "i", "f")
     def huber_loss(g, x, y, reduction, delta):
-        if not delta > 0:
-            raise ValueError(f"huber_loss delta must be > 0, got {delta}")
-        onnx_type = int(_onnx_type(x))
-        # The compute type: float64 stays float64, everything else runs in float32
-        # (float16/bfloat16 cast in, and the product cast back once).
-        if onnx_type == TensorProto.DOUBLE:
-            compute, compute_onnx = torch.float64, TensorProto.DOUBLE
-        else:
-            compute, compute_onnx = torch.float32, TensorProto.FLOAT
-        cast = onnx_type != compute_onnx
-        if cast:
-            x = g.op("Cast", x, to_i=compute_onnx)
-            y = g.op("Cast", y, to_i=compute_onnx)
-        loss = _node(g, x, y, delta, reduction, _type(x, compute), compute)
-        if _reduction_name(reduction) == "none":
-            scale = g.op("Constant", value_t=torch.tensor(_as_float32(delta), dtype=compute))
-            loss = g.op("Mul", loss, scale)
-        else:
-            # A rank-0 constant times a rank-0 loss is "scalar * scalar" to the exporter's
-            # scalar type analysis, which then computes it in float32 (wrong for float64). A
-            # 1-element tensor keeps the compute type; Reshape restores rank 0.
-            scale = g.op("Constant", value_t=torch.tensor([_as_float32(delta)], dtype=compute))
-            loss = g.op("Mul", loss, scale)
-            loss = g.op("Reshape", loss, g.op("Constant", value_t=torch.zeros(0, dtype=torch.int64)))
-        return g.op("Cast", loss, to_i=onnx_type) if cast else loss
-
-    def _onnx_type(x):
-        from torch.onnx._internal.torchscript_exporter import _type_utils
-
-        return _type_utils.JitScalarType.from_value(x).onnx_type()
+        return _node(g, x, y, spec.HUBER_OP_TYPE, delta, reduction)
 
     def _torch_dtype(x):
         from torch.onnx._internal.torchscript_exporter import _type_utils
@@ -311,7 +275,8 @@ def dynamic_axes_from_shapes(
 
 
 def count_loss_nodes(model: onnx.ModelProto) -> int:
-    """How many ``SmoothL1Loss`` nodes ``model``'s graphs hold (subgraphs included)."""
+    """How many loss nodes (``SmoothL1Loss`` and ``HuberLoss``) ``model``'s graphs hold
+    (subgraphs included)."""
     return sum(1 for n in spec.walk_nodes(model.graph.node) if spec.is_loss_node(n))
 
 
@@ -368,9 +333,10 @@ def _fix_output_types(model: onnx.ModelProto, program: Any) -> None:
 
 
 def finish(model: onnx.ModelProto, mode: Mode = "function") -> onnx.ModelProto:
-    """Turn a model with SmoothL1Loss nodes into a ``mode`` model (in place); check it.
+    """Turn a model with loss nodes into a ``mode`` model (in place); check it.
 
-    ``function``: attach the model-local function; ``custom_op``: the node only (domain
+    ``function``: attach the model-local functions (one per loss op type present);
+    ``custom_op``: the nodes only (domain
     imported); ``inline``: attach, then inline to standard ops and drop the domain. The IR
     version is set for the installed onnxruntime and ``check_model(full_check=True)`` runs.
     """
@@ -394,6 +360,43 @@ def finish(model: onnx.ModelProto, mode: Mode = "function") -> onnx.ModelProto:
     return model
 
 
+#: torch's own refusals of a loss parameter (the message of its ``TORCH_CHECK``) -> the name.
+_TORCH_PARAM_CHECKS: Final = {
+    "non-positive values for delta": "delta",
+    "negative values for beta": "beta",
+}
+
+
+def _param_error(exc: BaseException) -> ValueError | None:
+    """The parameter error behind ``exc`` (torch.onnx wraps it once or twice), if any."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, _ParamError):
+            return ValueError(str(cause))
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        for needle, name in _TORCH_PARAM_CHECKS.items():
+            if needle in first:
+                bound = "> 0" if name == "delta" else ">= 0"
+                return ValueError(f"{name} must be {bound}; torch refused the loss: {first}")
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+@contextlib.contextmanager
+def _param_errors() -> Iterator[None]:
+    """Re-raise a refused ``delta``/``beta`` from deep inside torch.onnx as a ``ValueError``
+    that names it (torch's own error stays attached as the cause)."""
+    try:
+        yield
+    except Exception as exc:
+        clear = _param_error(exc)
+        if clear is None:
+            raise
+        raise clear from exc
+
+
 def export(
     module: Any,
     args: Any,
@@ -407,7 +410,8 @@ def export(
     output_names: Sequence[str] | None = None,
     **kwargs: Any,
 ) -> onnx.ModelProto:
-    """Export ``module`` with its SmoothL1/Huber/L1 losses as ``SmoothL1Loss`` nodes.
+    """Export ``module`` with its SmoothL1/L1 losses as ``SmoothL1Loss`` nodes and its Huber
+    losses as ``HuberLoss`` nodes, without the Expand/Cast torch writes around them.
 
     ``mode``: ``"function"`` (node + model-local function: runs with or without the custom
     op), ``"custom_op"`` (node only: needs the compiled library or ``pyop``), ``"inline"``
@@ -415,7 +419,8 @@ def export(
     defaults to torch.onnx's default (20). ``dynamic_shapes`` takes dynamo's form (for
     ``dynamo=False`` it is translated to ``dynamic_axes``; passing ``dynamic_axes`` directly
     works too). Other keyword arguments go to ``torch.onnx.export``. The model is returned
-    and, when ``f`` is given, saved there.
+    and, when ``f`` is given, saved there. A loss parameter torch or the node refuses
+    (``delta <= 0``, a negative ``beta``) raises ``ValueError`` naming it.
     """
     import torch
 
@@ -430,18 +435,19 @@ def export(
         table = translation_table()
         table.update(kwargs.pop("custom_translation_table", None) or {})
         kwargs.setdefault("verbose", False)
-        program = torch.onnx.export(
-            module,
-            args,
-            None,
-            dynamo=True,
-            opset_version=opset,
-            dynamic_shapes=dynamic_shapes,
-            input_names=names,
-            output_names=list(output_names) if output_names is not None else None,
-            custom_translation_table=table,
-            **kwargs,
-        )
+        with _param_errors():
+            program = torch.onnx.export(
+                module,
+                args,
+                None,
+                dynamo=True,
+                opset_version=opset,
+                dynamic_shapes=dynamic_shapes,
+                input_names=names,
+                output_names=list(output_names) if output_names is not None else None,
+                custom_translation_table=table,
+                **kwargs,
+            )
         model = program.model_proto
         _fix_output_types(model, program)
     else:
@@ -454,7 +460,7 @@ def export(
                 raise ValueError("dynamic_shapes with dynamo=False needs input_names")
             kwargs["dynamic_axes"] = dynamic_axes_from_shapes(dynamic_shapes, names)
         buffer = io.BytesIO()
-        with legacy_symbolics(opset):
+        with _param_errors(), legacy_symbolics(opset):
             torch.onnx.export(
                 module,
                 args,
@@ -467,6 +473,7 @@ def export(
             )
         model = onnx.load_from_string(buffer.getvalue())
 
+    simplify(model)
     finish(model, mode)
     if f is not None:
         onnx.save(model, os.fspath(f))
