@@ -22,12 +22,14 @@ class UsageError(Exception):
     """A mistake by the user: reported on stderr with exit code 2."""
 
 
-#: The checked-in ready-made models (``make models``): file name -> make_model arguments.
+#: The checked-in ready-made models (``make models``): file name -> make_model arguments
+#: (``make_huber_model``'s where ``delta`` is given).
 READY_MADE: dict[str, dict[str, object]] = {
     "smooth_l1_mean.onnx": {"reduction": "mean"},
     "smooth_l1_sum.onnx": {"reduction": "sum"},
     "smooth_l1_none.onnx": {"reduction": "none"},
     "smooth_l1_mean_f16.onnx": {"reduction": "mean", "dtype": "float16"},
+    "huber_mean.onnx": {"delta": 1.0, "reduction": "mean"},
 }
 
 
@@ -55,23 +57,34 @@ def _save(model: onnx.ModelProto, out: str) -> None:
 
 
 def _cmd_make_model(args: argparse.Namespace) -> None:
-    from .model import make_model
+    from .model import make_huber_model, make_model
 
-    model = make_model(
-        beta=args.beta, reduction=args.reduction, dtype=args.dtype, opset=args.opset, rank=args.rank
-    )
+    common = {"reduction": args.reduction, "dtype": args.dtype, "opset": args.opset,
+              "rank": args.rank}
+    # Each loss takes its own parameter; the other one given is a mistake, not ignored.
+    if args.loss == "huber":
+        if args.beta is not None:
+            raise UsageError("--beta is SmoothL1Loss's parameter; --loss huber takes --delta")
+        delta = spec.DEFAULT_DELTA if args.delta is None else args.delta
+        model = make_huber_model(delta=delta, **common)
+    else:
+        if args.delta is not None:
+            raise UsageError("--delta is HuberLoss's parameter: add --loss huber (or use --beta)")
+        beta = spec.DEFAULT_BETA if args.beta is None else args.beta
+        model = make_model(beta=beta, **common)
     _save(model, args.output)
     print(f"wrote {args.output}")
 
 
 def write_ready_made(directory: str | Path) -> list[Path]:
     """Write the ready-made models of ``READY_MADE`` into ``directory`` (deterministic bytes)."""
-    from .model import make_model
+    from .model import make_huber_model, make_model
 
     written = []
     for name, kwargs in READY_MADE.items():
         path = Path(directory) / name
-        _save(make_model(**kwargs), str(path))  # type: ignore[arg-type]
+        maker = make_huber_model if "delta" in kwargs else make_model
+        _save(maker(**kwargs), str(path))  # type: ignore[arg-type]
         written.append(path)
     return written
 
@@ -187,8 +200,13 @@ def _parser(extra: Sequence[Callable[[argparse._SubParsersAction], None]]) -> ar
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("make-model", help="write a one-node SmoothL1Loss model")
-    p.add_argument("--beta", type=float, default=spec.DEFAULT_BETA, help="beta >= 0 (default 1.0)")
+    p = sub.add_parser("make-model", help="write a one-node SmoothL1Loss (or HuberLoss) model")
+    p.add_argument("--loss", choices=list(spec.LOSSES), default="smooth_l1",
+                   help="smooth_l1 (SmoothL1Loss, default) or huber (HuberLoss)")
+    p.add_argument("--beta", type=float, default=None,
+                   help="SmoothL1Loss's beta >= 0 (default 1.0)")
+    p.add_argument("--delta", type=float, default=None,
+                   help="HuberLoss's delta > 0, finite (default 1.0; with --loss huber)")
     p.add_argument("--reduction", choices=spec.REDUCTIONS, default=spec.DEFAULT_REDUCTION)
     p.add_argument("--dtype", choices=list(spec.DTYPES), default="float32")
     p.add_argument("--opset", type=int, default=18, help=f"{spec.MIN_OPSET}..{spec.max_opset()}")
