@@ -1,29 +1,36 @@
-"""Fuse the standard-op decompositions of smooth_l1 / huber / L1 into SmoothL1Loss nodes.
+"""Fuse the standard-op decompositions of smooth_l1 / huber / L1 into loss nodes.
 
 ``torch.onnx.export(..., dynamo=True)`` (torch 2.13) writes ``F.smooth_l1_loss`` as about
 nine standard ops. ``fuse`` finds those subgraphs with onnxscript's pattern rewriter
 (``RewriteRule`` / ``RewriteRuleSet``, commuted for ``Mul``) and replaces each with one
-``onnx_smoothl1::SmoothL1Loss`` node plus the model-local function, so the result runs in
-every runtime that runs the original and uses the fused kernel where it is registered.
+``onnx_smoothl1::SmoothL1Loss`` or ``onnx_smoothl1::HuberLoss`` node plus the model-local
+function, so the result runs in every runtime that runs the original and uses the fused
+kernel where it is registered.
 
 Recognised element-wise cores, starting from an existing ``d = Abs(Sub(x, y))`` (a pattern
 input, so losses sharing one ``d`` after torch's CSE fuse too; ``x``/``y`` may come from any
-producer, so ``Cast``/``Expand`` around the loss are kept as they are):
+producer; see the end for the ``Cast``/``Expand`` torch writes around them):
 
 * smooth_l1: ``Where(Less(d, b), Div(Mul(Pow(d, 2), 0.5), b), Sub(d, 0.5*b))``, or without
   the ``Div`` when torch's optimizer removed a division by ``b == 1``;
 * huber: ``Where(Less(d, δ), Mul(Mul(d, 0.5), d), Mul(Sub(d, 0.5*δ), δ))``, or without the
-  outer ``Mul`` when ``δ == 1``; replaced by ``δ * SmoothL1(beta=δ)``, computed in the input's
-  compute type (float32, or float64 for float64 inputs; float16/bfloat16 are cast to float32
-  and the product back once), so a model that had no float64 gets none;
+  outer ``Mul`` when ``δ == 1``; replaced by one ``HuberLoss(delta=δ)`` node, torch's own
+  formula (its function computes in float32, float64 only for float64 inputs, so a model
+  that had no float64 gets none);
 * L1 (torch's beta == 0 path): ``d``, or ``Cast(Abs(Cast(Sub(x, y))))`` as torch writes it
   for float16 - see ``l1`` below.
 
 Each core is matched with every reduction torch emits: ``Squeeze(ReduceMean(·))``,
 ``ReduceMean(·, keepdims=0)``, ``ReduceSum(·, keepdims=0)``, ``Squeeze(ReduceSum(·))``,
 reducing over all axes, and none. Constants must be scalars with the values above; a beta
-that float32 cannot hold exactly (the node stores a FLOAT attribute) is left unfused, so
-fused outputs match the original within SPEC tolerance.
+or delta that float32 cannot hold exactly (the node stores a FLOAT attribute) is left
+unfused, so fused outputs match the original within SPEC tolerance.
+
+Around the fused node, :func:`onnx_smoothl1.simplify.simplify` then removes what the node
+does itself: the ``Cast`` to float32 and back that torch writes around a float16/bfloat16
+loss, and an ``Expand`` of an input (``broadcast_tensors``) where that is safe - its output
+feeds only the loss, and the broadcast of the loss's inputs keeps the shape it had (an
+Expand to a larger shape than the broadcast changes what 'mean'/'sum' add up, so it stays).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import numpy as np
 import onnx
 
 from . import spec
+from .simplify import simplify
 
 L1Mode = Literal["reduced", "all", "off"]
 _FLOATS = ("FLOAT16", "BFLOAT16", "FLOAT", "DOUBLE")
@@ -93,8 +101,8 @@ def _exact_f32(beta: float) -> bool:
 # optimizer merges common subexpressions, so two losses of the same x, y share one ``d``,
 # and an intermediate value used outside a match would block the rewrite. ``x``/``y`` are
 # read from d's producers (``_difference``); the shared Sub/Abs disappear with their last
-# consumer. Each check returns (beta, scale) - loss = scale * SmoothL1(beta), scale None
-# for "no Mul" - or None when the constants do not fit.
+# consumer. Each check returns ``(op_type, parameter)`` - the loss node and its beta/delta -
+# or None when the constants do not fit.
 
 
 def _difference(d) -> tuple[object, object] | None:
@@ -135,7 +143,7 @@ def _check_sl1_div(b1, two, half, b2, hb, **_):
         return None
     if not (_near(_scalar(two), 2.0) and _near(_scalar(half), 0.5) and _near(_scalar(hb), beta / 2)):
         return None
-    return beta, None
+    return spec.OP_TYPE, beta
 
 
 def _sl1_nodiv(op, d, b1, two, half, hb):
@@ -147,7 +155,7 @@ def _check_sl1_nodiv(b1, two, half, hb, **_):
         return None
     if not (_near(_scalar(two), 2.0) and _near(_scalar(half), 0.5) and _near(_scalar(hb), 0.5)):
         return None
-    return 1.0, None
+    return spec.OP_TYPE, 1.0
 
 
 def _huber_mul(op, d, d1, half, hd, d2):
@@ -160,7 +168,7 @@ def _check_huber_mul(d1, half, hd, d2, **_):
         return None
     if not (_near(_scalar(half), 0.5) and _near(_scalar(hd), delta / 2)):
         return None
-    return delta, (None if delta == 1.0 else delta)
+    return spec.HUBER_OP_TYPE, delta
 
 
 def _huber_nomul(op, d, d1, half, hd):
@@ -170,7 +178,7 @@ def _huber_nomul(op, d, d1, half, hd):
 def _check_huber_nomul(d1, half, hd, **_):
     if _scalar(d1) != 1.0 or not (_near(_scalar(half), 0.5) and _near(_scalar(hd), 0.5)):
         return None
-    return 1.0, None  # huber with delta 1 is smooth_l1 with beta 1
+    return spec.HUBER_OP_TYPE, 1.0  # torch's huber order, (0.5 * d) * d: HuberLoss(delta=1)
 
 
 def _l1(op, d):
@@ -178,7 +186,7 @@ def _l1(op, d):
 
 
 def _check_l1(**_):
-    return 0.0, None
+    return spec.OP_TYPE, 0.0
 
 
 def _l1_cast(op, d):
@@ -189,7 +197,7 @@ def _l1_cast(op, d):
 def _check_l1_cast(down, x, **_):
     if x.dtype is None or down.dtype != x.dtype:
         return None
-    return 0.0, None
+    return spec.OP_TYPE, 0.0
 
 
 #: name -> (pattern, check, how d was formed)
@@ -258,22 +266,11 @@ def _dtypes_ok(x, y) -> bool:
     return x.dtype.name in _FLOATS
 
 
-def _replacement(op, x, y, beta: float, scale: float | None, reduction: str):
-    from onnxscript import ir
-
-    kw = {"beta": float(beta), "reduction": reduction, "_domain": spec.DOMAIN}
-    if scale is None:
-        return op.SmoothL1Loss(x, y, **kw)
-    # huber: delta * SmoothL1(beta=delta) in the compute type - float64 only for float64
-    # inputs, float32 otherwise (float16/bfloat16 cast in, and the product cast back once, so
-    # the result is rounded once to the half type).
-    dtype = x.dtype
-    compute = ir.DataType.DOUBLE if dtype == ir.DataType.DOUBLE else ir.DataType.FLOAT
-    if dtype != compute:
-        x, y = op.Cast(x, to=compute), op.Cast(y, to=compute)
-    loss = op.SmoothL1Loss(x, y, **kw)
-    loss = op.Mul(loss, op.Constant(value=ir.tensor(np.array(scale, dtype=compute.numpy()))))
-    return loss if dtype == compute else op.Cast(loss, to=dtype)
+def _replacement(op, x, y, op_type: str, value: float, reduction: str):
+    """One loss node on ``x``, ``y`` (their own element type: the node computes half types in
+    float32 and float64 only for float64, so nothing is cast here)."""
+    kw = {spec.LOSS_PARAMS[op_type]: float(value), "reduction": reduction, "_domain": spec.DOMAIN}
+    return getattr(op, op_type)(x, y, **kw)
 
 
 def _make_rule(core_name: str, red_name: str):
@@ -294,12 +291,12 @@ def _make_rule(core_name: str, red_name: str):
         got = check_params(x=xy[0], y=xy[1], **bindings)
         if got is None:
             return None
-        beta, scale = got
-        # The node stores beta as a FLOAT attribute; a beta float32 cannot hold would change
-        # the values, so such a loss is left as it is.
-        if not _exact_f32(beta) or (scale is not None and not _exact_f32(scale)):
+        op_type, value = got
+        # The node stores beta/delta as a FLOAT attribute; a value float32 cannot hold would
+        # change the results, so such a loss is left as it is.
+        if not _exact_f32(value):
             return None
-        return xy, beta, scale
+        return xy, op_type, value
 
     def condition(context, **bindings):
         if not _reduction_nodes_ok(context.nodes, keepdims):
@@ -307,8 +304,8 @@ def _make_rule(core_name: str, red_name: str):
         return params(bindings) is not None
 
     def replacement(op, **bindings):
-        (x, y), beta, scale = params(bindings)
-        return _replacement(op, x, y, beta, scale, reduction)
+        (x, y), op_type, value = params(bindings)
+        return _replacement(op, x, y, op_type, value, reduction)
 
     return pattern.RewriteRule(target, replacement, condition, name=f"fuse_{core_name}_{red_name}")
 
@@ -332,7 +329,7 @@ def _bare_l1_rules():
         return up.dtype.name in _FLOATS and up.dtype.itemsize >= x.dtype.itemsize
 
     def replace(op, x, y, **_):
-        return _replacement(op, x, y, 0.0, None, "none")
+        return _replacement(op, x, y, spec.OP_TYPE, 0.0, "none")
 
     return [
         pattern.RewriteRule(cast, replace, ok_cast, name="fuse_l1_cast_none"),
@@ -359,10 +356,11 @@ def _rule_sets(l1: L1Mode):
 
 
 def fuse(model: onnx.ModelProto, *, l1: L1Mode = "reduced") -> FuseResult:
-    """Replace torch.onnx's smooth_l1 / huber / L1 decompositions by SmoothL1Loss nodes.
+    """Replace torch.onnx's smooth_l1 / L1 decompositions by SmoothL1Loss nodes and its huber
+    decompositions by HuberLoss nodes, without the Cast/Expand around them where safe.
 
     Returns ``FuseResult(model, count)``: a new model (the argument is not modified) with
-    the node(s) plus the model-local function, and how many losses were fused.
+    the node(s) plus the model-local functions, and how many losses were fused.
 
     ``l1`` controls the beta-0 (plain L1) case, whose pattern ``|x - y|`` also occurs in
     models that are not computing a loss: ``"reduced"`` (default) fuses it only when a full
@@ -375,7 +373,7 @@ def fuse(model: onnx.ModelProto, *, l1: L1Mode = "reduced") -> FuseResult:
     from onnx_ir.passes.common import RemoveUnusedNodesPass, RemoveUnusedOpsetsPass
     from onnxscript import ir
 
-    from .exporter import finish
+    from .exporter import count_loss_nodes, finish
 
     if not isinstance(model, onnx.ModelProto):
         raise ValueError(f"model must be an onnx.ModelProto; got {type(model).__name__}")
@@ -389,11 +387,15 @@ def fuse(model: onnx.ModelProto, *, l1: L1Mode = "reduced") -> FuseResult:
         # it; drop it before the next pass could match it again.
         RemoveUnusedNodesPass()(ir_model)
     if count == 0:
+        # Nothing to fuse; loss nodes already there may still have an Expand/Cast to lose.
         out = onnx.ModelProto()
         out.CopyFrom(model)
+        if count_loss_nodes(out) and any(simplify(out).values()):
+            finish(out, "function")
         return FuseResult(out, 0)
     RemoveUnusedNodesPass()(ir_model)
     RemoveUnusedOpsetsPass()(ir_model)
     out = ir.serde.serialize_model(ir_model)
+    simplify(out)
     finish(out, "function")
     return FuseResult(out, count)
