@@ -1,4 +1,5 @@
-"""The execution-provider parity paths (onnx_smoothl1/parity_eps.py): placement proof.
+"""The execution-provider parity paths (onnx_smoothl1/parity/runtimes/ort_webgpu.py,
+ort_openvino_ep.py; onnx_smoothl1/parity/placement.py): placement proof.
 
 A hand-built graph of the standard ops the float32 function body is made of (Sub, Abs, Less,
 Mul, Div, Where; for the reduction Reshape/Shape/Mul/Mod/Pad/ReduceSum/Size/Cast/Div):
@@ -23,8 +24,8 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from onnx_smoothl1 import parity, parity_eps
-from onnx_smoothl1.parity_eps import CPU_EP, Placement, PlacementError
+from onnx_smoothl1 import parity
+from onnx_smoothl1.parity import CPU_EP, Placement, PlacementError
 
 BLOCK = 256
 #: The compute ops of the graph: each must run on the EP for float32.
@@ -113,7 +114,7 @@ def _path(cls):
     path = cls()
     reason = path.unavailable
     if reason is not None:
-        marker = parity_eps.unavailable_reason(path.runtime)
+        marker = parity.unavailable_reason(path.runtime)
         required = os.environ.get("CI") or os.environ.get("ONNX_SMOOTHL1_REQUIRE_RUNTIMES")
         if marker is not None and not required:
             pytest.skip(f"{path.name}: unsupported: {reason}")
@@ -125,7 +126,7 @@ def _path(cls):
     return path
 
 
-@pytest.fixture(scope="module", params=parity_eps.EP_PATHS, ids=lambda c: c.name)
+@pytest.fixture(scope="module", params=parity.EP_PATHS, ids=lambda c: c.name)
 def ep_path(request):
     path = _path(request.param)
     yield path
@@ -187,10 +188,10 @@ def test_keepdims0_scalar_reducesum():
     """ReduceSum(keepdims=0) to a scalar: WebGPU takes it; OpenVINO EP 1.24.1 leaves it on CPU
     (the function body should end its reductions with keepdims=1 + Squeeze)."""
     model = smoothl1_graph(np.float32, tail="keepdims0")
-    for cls in parity_eps.EP_PATHS:
+    for cls in parity.EP_PATHS:
         path = _path(cls)
         try:
-            if cls is parity_eps.OrtOpenVinoEpPath:
+            if cls is parity.OrtOpenVinoEpPath:
                 with pytest.raises(PlacementError, match=r"ReduceSum\(float,int64\); nodes: reducesum_total"):
                     path.run_model(model, feeds(np.float32))
             else:
@@ -249,24 +250,24 @@ def test_placement_rejects_a_session_without_the_ep():
 
 
 def test_unavailable_file_is_the_reason(tmp_path, monkeypatch):
-    monkeypatch.setenv(parity_eps.RUNTIMES_ENV, str(tmp_path))
+    monkeypatch.setenv(parity.RUNTIMES_ENV, str(tmp_path))
     (tmp_path / "webgpu.unavailable").write_text("apt-get download failed: no network\n")
     (tmp_path / "openvino.unavailable").write_text("pip install failed\n")
-    assert parity_eps.OrtWebGpuPath().unavailable == "apt-get download failed: no network"
-    assert parity_eps.OrtOpenVinoEpPath().unavailable == "pip install failed"
+    assert parity.OrtWebGpuPath().unavailable == "apt-get download failed: no network"
+    assert parity.OrtOpenVinoEpPath().unavailable == "pip install failed"
 
 
 def test_not_set_up_is_reported(tmp_path, monkeypatch):
-    monkeypatch.setenv(parity_eps.RUNTIMES_ENV, str(tmp_path))
-    monkeypatch.setenv(parity_eps.OPENVINO_PYTHON_ENV, str(tmp_path / "nope" / "python"))
-    assert "setup_runtimes.sh" in parity_eps.OrtOpenVinoEpPath().unavailable
-    reason = parity_eps.OrtWebGpuPath().unavailable
+    monkeypatch.setenv(parity.RUNTIMES_ENV, str(tmp_path))
+    monkeypatch.setenv(parity.OPENVINO_PYTHON_ENV, str(tmp_path / "nope" / "python"))
+    assert "setup_runtimes.sh" in parity.OrtOpenVinoEpPath().unavailable
+    reason = parity.OrtWebGpuPath().unavailable
     assert "setup_runtimes.sh" in reason or "not installed" in reason
 
 
 def test_grid_cells_for_dtypes_the_ep_lacks():
     """float64/bfloat16 grid cases on WebGPU are unsupported up front (WGSL has neither)."""
-    path = parity_eps.OrtWebGpuPath()
+    path = parity.OrtWebGpuPath()
     case = parity.Case("one", "float64", 1.0, "mean")
     with pytest.raises(parity.Unsupported, match="64-bit"):
         path.run_case(case, np.ones(1), np.ones(1))

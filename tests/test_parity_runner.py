@@ -177,10 +177,10 @@ def test_runtime_errors_of_our_paths_are_failures(monkeypatch):
 
 def test_crashing_worker_is_contained():
     # The tract worker runs in a subprocess: a process abort there is reported, not fatal.
-    worker = parity._Worker()
+    worker = parity.Worker("tract")
     try:
         worker._proc.kill()
-        status, detail = worker.call((b"", []))
+        status, detail = worker.call(("run", b"", [], []))
     finally:
         worker.close()
     assert status == "crash" and "exit code" in detail
@@ -301,14 +301,13 @@ def test_single_node_model_is_compared_with_torch(tmp_path, tmp_npy):
 
 
 def test_hanging_worker_is_killed(monkeypatch):
-    worker = parity._Worker()
-    monkeypatch.setattr(worker, "TIMEOUT", 0.5)
+    worker = parity.Worker("tract", timeout=0.5)
     try:
         # The worker reads a length-prefixed request; a header promising more bytes than we
         # send leaves it waiting forever, like a runtime that hangs.
         worker._proc.stdin.write((10**6).to_bytes(8, "little"))
         worker._proc.stdin.flush()
-        status, detail = worker.call((b"", []))
+        status, detail = worker.call(("run", b"", [], []))
     finally:
         worker.close()
     assert status == "crash" and "killed" in detail

@@ -1,0 +1,307 @@
+"""Results of a grid run: per-case results, path x dtype cells, and the report (text,
+Markdown, JSON), plus the environment it ran in (versions, CPU and its instruction-set level:
+some runtimes pick kernels, and so summation orders, by the CPU's instruction set)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from .cases import SHAPES, Case
+
+PASS, FAIL, UNSUPPORTED = "pass", "fail", "unsupported"
+
+
+@dataclass
+class CaseResult:
+    path: str
+    case: Case
+    status: str
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    detail: str = ""
+
+
+@dataclass
+class Cell:
+    """One path x dtype entry of the matrix, aggregated over its cases."""
+
+    path: str
+    dtype: str
+    results: list[CaseResult] = field(default_factory=list)
+    baseline: bool = False
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+    @property
+    def status(self) -> str:
+        if self.count(FAIL):
+            return FAIL
+        if self.count(PASS):
+            return PASS
+        return UNSUPPORTED
+
+    def _worst(self, attr: str) -> float:
+        vals = [getattr(r, attr) for r in self.results if r.status in (PASS, FAIL)]
+        vals = [v for v in vals if np.isfinite(v)]
+        return max(vals) if vals else 0.0
+
+    @property
+    def max_abs(self) -> float:
+        return self._worst("max_abs")
+
+    @property
+    def max_rel(self) -> float:
+        return self._worst("max_rel")
+
+    def grouped(self, status: str = UNSUPPORTED) -> dict[str, list[CaseResult]]:
+        """Distinct reasons -> the cases with that reason; the worst measured error (when
+        the path ran but is outside SPEC for a known reason) is appended to the reason."""
+        groups: dict[str, list[CaseResult]] = {}
+        for r in self.results:
+            if r.status == status:
+                groups.setdefault(r.detail, []).append(r)
+        out = {}
+        for reason, results in groups.items():
+            measured = [r for r in results if np.isfinite(r.max_abs) or np.isfinite(r.max_rel)]
+            if measured:
+                a = max(np.nan_to_num(r.max_abs, nan=0.0) for r in measured)
+                b = max(np.nan_to_num(r.max_rel, nan=0.0) for r in measured)
+                reason = f"{reason} (measured worst: abs {a:.3g}, rel {b:.3g})"
+            out[reason] = results
+        return out
+
+    def reasons(self, status: str = UNSUPPORTED) -> dict[str, int]:
+        """Distinct reasons -> case count."""
+        return {k: len(v) for k, v in self.grouped(status).items()}
+
+    def summary(self) -> str:
+        n = len(self.results)
+        if self.status == UNSUPPORTED:
+            reasons = self.reasons()
+            return "unsupported: " + "; ".join(reasons) if reasons else "unsupported"
+        if self.baseline:
+            return f"reference row: abs {self.max_abs:.2g} rel {self.max_rel:.2g} ({n} cases)"
+        text = (
+            f"{self.status.upper()} {self.count(PASS)}/{n} abs {self.max_abs:.2g} "
+            f"rel {self.max_rel:.2g}"
+        )
+        if self.count(FAIL):
+            text += f" ({self.count(FAIL)} failed)"
+        if self.count(UNSUPPORTED):
+            text += f" ({self.count(UNSUPPORTED)} unsupported)"
+        return text
+
+
+@dataclass
+class Report:
+    paths: list[str]
+    dtypes: list[str]
+    cells: dict[tuple[str, str], Cell]
+    cases: list[Case]
+    notes: dict[str, str]
+    environment: dict[str, str]
+    seconds: float = 0.0
+    titles: dict[str, str] = field(default_factory=dict)
+    #: path -> what really executed, as its path proved it ("kernel", "function (inlined by
+    #: ORT)", "inlined model", "<EP> ran the compute nodes"), per dtype where they differ
+    ran: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when no supported case failed (every supported cell passes)."""
+        return all(c.status != FAIL for c in self.cells.values())
+
+    def failures(self) -> list[CaseResult]:
+        return [r for c in self.cells.values() for r in c.results if r.status == FAIL]
+
+    def verdicts(self) -> dict[str, str]:
+        """``path/dtype/case label`` -> pass/fail/unsupported: what must not change between
+        two runs of the same grid (errors may differ in the last digits; verdicts may not)."""
+        return {
+            f"{r.path}/{r.case.label}": r.status
+            for cell in self.cells.values()
+            for r in cell.results
+        }
+
+    # ---------------------------------------------------------------- text and Markdown
+    def text(self) -> str:
+        head = ["path"] + self.dtypes
+        rows = [[p] + [self.cells[p, d].summary() for d in self.dtypes] for p in self.paths]
+        widths = [min(60, max(len(r[i]) for r in [head, *rows])) for i in range(len(head))]
+        lines = [
+            f"parity grid: {len(self.cases)} cases x {len(self.paths)} paths "
+            f"({self.seconds:.1f} s); errors vs torch float64; cpu "
+            f"{self.environment.get('cpu', '?')} ({self.environment.get('isa', '?')})",
+            "  ".join(h.ljust(w) for h, w in zip(head, widths)),
+        ]
+        for r in rows:
+            lines.append("  ".join(v[:w].ljust(w) for v, w in zip(r, widths)))
+        lines.append("")
+        for p in self.paths:
+            if self.ran.get(p):
+                lines.append(f"  ran {p}: {self.ran[p]}")
+        for (p, d), cell in self.cells.items():
+            if cell.status == UNSUPPORTED and len(cell.reasons()) <= 1:
+                continue  # already in the matrix
+            for reason, n in cell.reasons().items():
+                lines.append(f"  {p} {d}: {n} case(s) unsupported: {reason}")
+        for r in self.failures()[:30]:
+            lines.append(f"  FAIL {r.path} {r.case.label}: {r.detail}")
+        for p, note in self.notes.items():
+            lines.append(f"  note {p}: {note}")
+        lines.append("OK: every supported cell passes" if self.ok else "FAILED")
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        env = ", ".join(f"{k} {v}" for k, v in self.environment.items())
+        shapes = sorted({c.shape for c in self.cases}, key=list(SHAPES).index)
+        betas = sorted({c.beta for c in self.cases})
+        out = [
+            "# SmoothL1Loss parity report",
+            "",
+            f"Generated by `onnx-smoothl1 parity` in {self.seconds:.1f} s. Environment: {env}.",
+            "",
+            f"Grid: {len(self.cases)} cases = shapes {{{', '.join(shapes)}}} x dtypes "
+            f"{{{', '.join(self.dtypes)}}} x beta {{{', '.join(f'{b:g}' for b in betas)}}} x "
+            f"reduction {{{', '.join(sorted({c.reduction for c in self.cases}))}}}, each run "
+            "through every path and compared with PyTorch in float64 (`oracle.compare`, SPEC "
+            "tolerances). Cells: PASS/FAIL, cases passed / cases, worst absolute and relative "
+            "error over the passing and failing cases, or why the path does not support them. "
+            "The torch row is PyTorch in the inputs' own dtype, shown for reference (never a "
+            "failure).",
+            "",
+            "| path | " + " | ".join(self.dtypes) + " |",
+            "|---|" + "---|" * len(self.dtypes),
+        ]
+        for p in self.paths:
+            cells = [self.cells[p, d].summary().replace("|", "\\|") for d in self.dtypes]
+            out.append(f"| {p} | " + " | ".join(cells) + " |")
+        out += ["", f"**Result: {'every supported cell passes' if self.ok else 'FAILURES'}**", ""]
+        if self.titles or self.ran:
+            out += ["Paths (what ran: what the path proved executed):", ""]
+            for p in self.paths:
+                title = self.titles.get(p, "")
+                ran = self.ran.get(p, "nothing ran")
+                out.append(f"- `{p}`: {title}. What ran: {ran}.")
+            out.append("")
+        details = []
+        for (p, d), cell in self.cells.items():
+            groups = cell.grouped()
+            if cell.status == UNSUPPORTED and len(groups) == 1:
+                continue
+            for reason, results in groups.items():
+                n = len(results)
+                cases = [r.case.label for r in results][:4]
+                details.append(
+                    f"- {p}, {d}: {n} case(s) unsupported ({', '.join(cases)}"
+                    f"{', ...' if n > 4 else ''}): {reason}"
+                )
+        if details:
+            out += ["## Unsupported cases inside supported cells", "", *details, ""]
+        if self.failures():
+            out += ["## Failures", ""]
+            out += [f"- {r.path} {r.case.label}: {r.detail}" for r in self.failures()[:100]]
+            out.append("")
+        if self.notes:
+            out += ["## Notes", ""] + [f"- **{p}**: {n}" for p, n in self.notes.items()] + [""]
+        return "\n".join(out)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "environment": self.environment,
+            "cases": len(self.cases),
+            "seconds": self.seconds,
+            "ran": self.ran,
+            "cells": {
+                f"{p}/{d}": {
+                    "status": c.status,
+                    "passed": c.count(PASS),
+                    "failed": c.count(FAIL),
+                    "unsupported": c.count(UNSUPPORTED),
+                    "max_abs": c.max_abs,
+                    "max_rel": c.max_rel,
+                    "reasons": c.reasons(),
+                }
+                for (p, d), c in self.cells.items()
+            },
+            "notes": self.notes,
+        }
+
+
+# --------------------------------------------------------------------------------------
+# Environment
+# --------------------------------------------------------------------------------------
+
+#: x86-64 micro-architecture levels (the psABI's), as /proc/cpuinfo flag sets.
+_X86_LEVELS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("x86-64-v2", frozenset({"cx16", "lahf_lm", "popcnt", "sse4_1", "sse4_2", "ssse3"})),
+    ("x86-64-v3", frozenset({"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"})),
+    ("x86-64-v4", frozenset({"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"})),
+)
+#: Flags beyond the levels that change which kernels runtimes pick for half types.
+_EXTRA_FLAGS = ("avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16", "avx_vnni")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def isa_level(flags: set[str] | None = None) -> str:
+    """The CPU's instruction-set level, e.g. ``x86-64-v3 (no avx512)`` or ``x86-64-v4 +
+    avx512_bf16, amx_bf16``: runtimes such as OpenVINO choose kernels by it."""
+    flags = cpu_flags() if flags is None else flags
+    if not flags:
+        return f"{platform.machine()} (no /proc/cpuinfo flags)"
+    if "sse2" not in flags and "lm" not in flags:
+        return f"{platform.machine()} (flags: {', '.join(sorted(flags)[:8])} ...)"
+    level = "x86-64"
+    for name, needed in _X86_LEVELS:
+        if not needed <= flags:
+            break
+        level = name
+    extras = [f for f in _EXTRA_FLAGS if f in flags]
+    if extras:
+        return f"{level} + {', '.join(extras)}"
+    return level + ("" if "avx512f" in flags else " (no avx512)")
+
+
+def cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} x{os.cpu_count()}"
+    return f"{platform.processor() or platform.machine()} x{os.cpu_count()}"
+
+
+def environment() -> dict[str, str]:
+    """Versions, the CPU and its instruction-set level, for the report's header."""
+    from importlib.metadata import version
+
+    import onnxruntime as ort
+
+    env = {
+        "python": platform.python_version(),
+        "onnx": onnx.__version__,
+        "onnxruntime": ort.__version__,
+        "cpu": cpu_name(),
+        "isa": isa_level(),
+    }
+    for mod in ("torch", "openvino", "tract", "onnxruntime_extensions"):
+        with contextlib.suppress(Exception):
+            env[mod] = version(mod.replace("_", "-"))
+    return env

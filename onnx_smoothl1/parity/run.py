@@ -1,0 +1,153 @@
+"""Running the grid: every case through every selected path, each result judged by
+``oracle.compare`` (SPEC's tolerances; nothing here defines a tolerance of its own).
+
+What counts as "unsupported" rather than "fail" (everything else that does not match fails):
+
+- the path is not available (package not installed, library not built, no device, or named
+  in ``ONNX_SMOOTHL1_PARITY_DISABLE``), with the reason;
+- a path of ours rejects a case with a clear error where SPEC allows it (a kernel that only
+  takes equal shapes rejecting broadcasting; the Python op refusing float16/bfloat16);
+- a third-party runtime raises an error or crashes on a case (its own message is shown), or
+  a case hits one of its declared known limits (``ParityPath.known_limits``/``ulp_limits``),
+  always with the measured error.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+
+from .. import oracle
+from .cases import DTYPES, Case, grid, make_inputs
+from .registry import ParityPath, Unsupported, first_line, select_paths
+from .report import FAIL, PASS, UNSUPPORTED, CaseResult, Cell, Report, environment
+
+
+def within_one_ulp(out: np.ndarray, own: np.ndarray) -> bool:
+    """Element by element within one ulp of ``own``, with identical NaN/inf positions."""
+    out, own = np.asarray(out), np.asarray(own)
+    if out.shape != own.shape or out.dtype != own.dtype:
+        return False
+    with np.errstate(all="ignore"):
+        a, b = out.astype(np.float64), own.astype(np.float64)
+        if not np.array_equal(np.isnan(a), np.isnan(b)) or not np.array_equal(
+            a[np.isinf(a)], b[np.isinf(a)]
+        ):
+            return False
+        fin = np.isfinite(b)
+        spacing = np.abs(np.spacing(own[fin])).astype(np.float64)
+        return bool(np.all(np.abs(a[fin] - b[fin]) <= spacing))
+
+
+def evaluate(
+    path: ParityPath, case: Case, x: np.ndarray, y: np.ndarray, ref64: np.ndarray, own: np.ndarray
+) -> CaseResult:
+    """Run one case through one path and judge it (see the module docstring)."""
+    broadcast = np.shape(x) != np.shape(y)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = path.run_case(case, x, y)
+    except Unsupported as exc:
+        return CaseResult(path.name, case, UNSUPPORTED, exc.max_abs, exc.max_rel, str(exc))
+    except Exception as exc:
+        if path.third_party:
+            return CaseResult(path.name, case, UNSUPPORTED, detail=f"{path.name}: {first_line(exc)}")
+        if broadcast and any(w in str(exc).lower() for w in ("shape", "broadcast")):
+            # SPEC: a path supporting less than numpy broadcasting must reject it clearly.
+            return CaseResult(
+                path.name, case, UNSUPPORTED, detail=f"rejects broadcasting: {first_line(exc)}"
+            )
+        return CaseResult(path.name, case, FAIL, np.inf, np.inf, f"error: {first_line(exc)}")
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # float16 overflow of the reference
+        verdict = oracle.compare(out, ref64, dtype=case.dtype, reduction=case.reduction, torch_own=own)
+    if path.baseline:
+        # PyTorch in its own dtype defines the bound for float32 reductions; elsewhere it may
+        # itself be more than one rounding off float64. Shown, never counted as a failure.
+        note = "" if verdict.ok else f"beyond one rounding ({verdict.detail})"
+        return CaseResult(path.name, case, PASS, verdict.max_abs, verdict.max_rel, note)
+    if not verdict.ok:
+        ulp = path.ulp_limits.get(case.dtype)
+        if ulp and within_one_ulp(out, own):
+            return CaseResult(path.name, case, UNSUPPORTED, verdict.max_abs, verdict.max_rel,
+                              f"{ulp} (within 1 ulp of PyTorch's own result)")
+        known = path.known_limits.get(case.dtype)
+        if known is not None:
+            reason, nonfinite_too = known
+            finite_only = verdict.detail.startswith("max abs")
+            if finite_only:
+                return CaseResult(path.name, case, UNSUPPORTED, verdict.max_abs, verdict.max_rel, reason)
+            if nonfinite_too:
+                return CaseResult(path.name, case, UNSUPPORTED, detail=f"{reason} [{verdict.detail}]")
+    return CaseResult(
+        path.name, case, PASS if verdict.ok else FAIL, verdict.max_abs, verdict.max_rel, verdict.detail
+    )
+
+
+def _what_ran(proofs: dict[str, list[str]], dtypes: Sequence[str]) -> str:
+    """One path's proofs, dtype -> what ran: one text when all agree, else per dtype."""
+    by_text: dict[str, list[str]] = {}
+    for d in dtypes:
+        for text in dict.fromkeys(proofs.get(d, [])):
+            by_text.setdefault(text, []).append(d)
+    if not by_text:
+        return ""
+    if len(by_text) == 1 and len(next(iter(by_text.values()))) == len(dtypes):
+        return next(iter(by_text))
+    return "; ".join(f"{t} ({', '.join(ds)})" for t, ds in by_text.items())
+
+
+def run_grid(
+    dtypes: Sequence[str] = DTYPES,
+    *,
+    paths: Iterable[str] | None = None,
+    quick: bool = False,
+    shapes: Sequence[str] | None = None,
+    betas: Sequence[float] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Report:
+    """Run the grid through every selected path; see the module docstring."""
+    start = time.perf_counter()
+    cases = grid(dtypes, shapes=shapes, betas=betas, quick=quick)
+    dtype_list = list(dict.fromkeys(c.dtype for c in cases))
+    selected = select_paths(paths)
+    cells = {
+        (p.name, d): Cell(p.name, d, baseline=p.baseline) for p in selected for d in dtype_list
+    }
+    proofs: dict[str, dict[str, list[str]]] = {p.name: {} for p in selected}
+    notes: dict[str, str] = {}
+    try:
+        for case in cases:
+            x, y = make_inputs(case)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ref64 = oracle.reference(x, y, beta=case.beta, reduction=case.reduction)
+                own = oracle.torch_same_dtype(x, y, beta=case.beta, reduction=case.reduction)
+            for path in selected:
+                if path.unavailable is not None:
+                    result = CaseResult(
+                        path.name, case, UNSUPPORTED, np.nan, np.nan, path.unavailable
+                    )
+                else:
+                    result = evaluate(path, case, x, y, ref64, own)
+                    if result.status == PASS or (result.status == FAIL and np.isfinite(result.max_abs)):
+                        ran = path.what_ran()
+                        if ran:
+                            proofs[path.name].setdefault(case.dtype, []).append(ran)
+                cells[path.name, case.dtype].results.append(result)
+            if progress:
+                progress(case.label)
+    finally:
+        for path in selected:
+            path.close()
+            if path.notes:
+                notes[path.name] = "; ".join(dict.fromkeys(path.notes))
+    return Report(
+        [p.name for p in selected], dtype_list, cells, cases, notes, environment(),
+        time.perf_counter() - start, {p.name: p.title for p in selected},
+        {p.name: _what_ran(proofs[p.name], dtype_list) for p in selected},
+    )
