@@ -45,6 +45,35 @@ def test_make_model_structure(dtype, reduction):
     ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+@pytest.mark.parametrize("reduction", sl1.REDUCTIONS)
+def test_make_huber_model_structure(dtype, reduction):
+    """make_model's sibling: same inputs/outputs, a HuberLoss node with delta, its function."""
+    model = sl1.make_huber_model(delta=0.5, reduction=reduction, dtype=dtype)
+    assert [i.name for i in model.graph.input] == ["input", "target"]
+    assert [o.name for o in model.graph.output] == ["loss"]
+    for value in model.graph.input:
+        assert not value.type.tensor_type.HasField("shape")
+        assert value.type.tensor_type.elem_type == sl1.spec.DTYPES[dtype]
+    (node,) = model.graph.node
+    assert (node.domain, node.op_type) == (sl1.DOMAIN, sl1.HUBER_OP_TYPE)
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    assert attrs == {"delta": 0.5, "reduction": reduction.encode()}
+    assert [(f.domain, f.name) for f in model.functions] == [(sl1.DOMAIN, sl1.HUBER_OP_TYPE)]
+    assert model.ir_version <= 13
+    ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [({"delta": 0.0}, "delta"), ({"delta": -1.0}, "delta"), ({"delta": float("inf")}, "delta"),
+     ({"reduction": "avg"}, "reduction"), ({"dtype": "int32"}, "dtype"), ({"rank": -1}, "rank")],
+)
+def test_make_huber_model_value_errors(kwargs, argument):
+    with pytest.raises(ValueError, match=argument):
+        sl1.make_huber_model(**kwargs)
+
+
 @pytest.mark.parametrize("rank", [0, 1, 3])
 def test_ranked_model_passes_full_check(rank):
     model = sl1.make_model(reduction="none", rank=rank)
@@ -99,7 +128,8 @@ def test_opset_13_and_14_take_one_element_type_per_body():
 def test_ready_made_models_are_reproducible(tmp_path):
     written = cli.write_ready_made(tmp_path)
     assert {p.name for p in written} >= {
-        "smooth_l1_mean.onnx", "smooth_l1_sum.onnx", "smooth_l1_none.onnx", "smooth_l1_mean_f16.onnx"
+        "smooth_l1_mean.onnx", "smooth_l1_sum.onnx", "smooth_l1_none.onnx", "smooth_l1_mean_f16.onnx",
+        "huber_mean.onnx",
     }
     for path in written:
         checked_in = REPO / "models" / path.name
