@@ -43,6 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -88,7 +89,7 @@ class _Builder:
     def name(self, base: str) -> str:
         return self.prefix + base
 
-    def add(self, op: str, inputs: Sequence[str], output: str, **attrs: object) -> str:
+    def add(self, op: str, inputs: Sequence[str], output: str, **attrs: Any) -> str:
         out = self.name(output)
         self.nodes.append(_n(op, list(inputs), [out], **attrs))
         return out
@@ -125,15 +126,17 @@ class _Builder:
 
     def cast_out(self, src: str, dst: str) -> str:
         """``src`` in the input's type, written to ``dst`` (a full name)."""
+        attrs: dict[str, Any] = {}
         if self.t.cast_out == "like":
-            op, inputs, attrs = "CastLike", [src, "input"], {}
+            op, inputs = "CastLike", [src, "input"]
         else:
-            op, inputs, attrs = "Cast", [src], {"to": self.t.cast_out}
+            op, inputs, attrs["to"] = "Cast", [src], self.t.cast_out
         self.nodes.append(_n(op, inputs, [dst], **attrs))
         return dst
 
 
-def _with_ref(node: onnx.NodeProto, attr: str, ref: str, kind: int) -> onnx.NodeProto:
+def _with_ref(node: onnx.NodeProto, attr: str, ref: str,
+              kind: onnx.AttributeProto.AttributeType) -> onnx.NodeProto:
     """Bind ``node``'s attribute ``attr`` to the calling node's attribute ``ref``."""
     node.attribute.append(helper.make_attribute_ref(attr, kind))
     node.attribute[-1].ref_attr_name = ref
