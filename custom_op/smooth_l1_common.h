@@ -1,5 +1,5 @@
-// Shared by every SmoothL1Loss kernel (CPU now, CUDA later): the node's attributes and
-// their validation, and numpy-style broadcasting of the two input shapes.
+// Shared by every loss kernel (CPU and CUDA, SmoothL1Loss and HuberLoss): the node's
+// attributes and their validation, and numpy-style broadcasting of the two input shapes.
 //
 // No onnxruntime types here, so the plain kernel functions and their C++ test binary can
 // use it without ORT headers, and so can host code in a .cu file.
@@ -13,6 +13,19 @@ namespace onnx_smoothl1 {
 
 inline constexpr const char* kDomain = "onnx_smoothl1";
 inline constexpr const char* kOpType = "SmoothL1Loss";
+inline constexpr const char* kHuberOpType = "HuberLoss";
+
+// Which element formula a node computes. The kernels take it as a template parameter (one
+// set of loops, two formulas), so HuberLoss is SmoothL1Loss's code with another formula:
+//   kSmoothL1: d < beta  ? 0.5 * d * d / beta   : d - 0.5 * beta
+//   kHuber:    d < delta ? 0.5 * d * d          : delta * (d - 0.5 * delta)   (torch's order)
+enum class Loss : int { kSmoothL1 = 0, kHuber = 1 };
+
+inline const char* LossOpType(Loss loss) {
+  return loss == Loss::kHuber ? kHuberOpType : kOpType;
+}
+// The FLOAT attribute of each op type besides 'reduction'.
+inline const char* LossParamName(Loss loss) { return loss == Loss::kHuber ? "delta" : "beta"; }
 
 enum class Reduction : int { kNone = 0, kMean = 1, kSum = 2 };
 
@@ -26,9 +39,11 @@ inline const char* ReductionName(Reduction r) {
 }
 
 // The node's attributes, validated once when the kernel is created. Defaults are the
-// function's (SPEC: beta 1.0, reduction 'mean').
+// function's (SPEC: beta 1.0 / delta 1.0, reduction 'mean').
 struct Attrs {
-  float beta = 1.0f;
+  Loss loss = Loss::kSmoothL1;
+  float beta = 1.0f;   // SmoothL1Loss only
+  float delta = 1.0f;  // HuberLoss only
   Reduction reduction = Reduction::kMean;
 
   // Constants of the element formula, precomputed once (no division on the hot path and
@@ -43,6 +58,17 @@ struct Attrs {
 inline std::string CheckBeta(float beta) {
   if (std::isnan(beta)) return "beta must be a float >= 0, got nan";
   if (beta < 0.0f) return "beta must be a float >= 0, got " + std::to_string(beta);
+  return {};
+}
+
+// Empty string when ``delta`` is acceptable for HuberLoss (finite and > 0, as
+// spec.check_delta: torch refuses delta <= 0, and an infinite delta would make the linear
+// branch inf * (d - inf)), otherwise what is wrong with it.
+inline std::string CheckDelta(float delta) {
+  if (std::isnan(delta)) return "delta must be a finite float > 0, got nan";
+  if (std::isinf(delta)) return std::string("delta must be a finite float > 0, got ") +
+                                (delta > 0 ? "inf" : "-inf");
+  if (!(delta > 0.0f)) return "delta must be a finite float > 0, got " + std::to_string(delta);
   return {};
 }
 

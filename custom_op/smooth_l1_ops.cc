@@ -1,12 +1,15 @@
-// onnxruntime registration of onnx_smoothl1::SmoothL1Loss: the one file that knows ORT.
+// onnxruntime registration of onnx_smoothl1::SmoothL1Loss and onnx_smoothl1::HuberLoss: the
+// one file that knows ORT.
 //
 // Built against the ORT C/C++ API headers (API version 21, onnxruntime 1.21) with
 // ORT_API_MANUAL_INIT and no link against libonnxruntime: the API table comes from the
 // OrtApiBase that ORT hands to RegisterCustomOps, so the library loads into any
 // onnxruntime >= 1.21 (custom_op/abi_check.sh tests that).
 //
-// Each (execution provider, element type) pair is one OrtCustomOp named SmoothL1Loss; ORT
-// merges them into one schema and picks the kernel by type. The ops build on the lite
+// Each (execution provider, element type, loss) triple is one OrtCustomOp named SmoothL1Loss
+// or HuberLoss; ORT merges the ops of one name into one schema and picks the kernel by type.
+// Both losses share every piece below (attribute reading, broadcasting, kernels); the loss
+// is a template parameter of the op, which ReadNodeConfig stores in the node's Attrs. The ops build on the lite
 // custom-op API's OrtLiteCustomOp base (names, types, versions), but create and compute
 // through the V2 entry points, so that
 //   * invalid attributes fail session creation with an OrtStatus naming the node, the
@@ -16,8 +19,8 @@
 //
 // CUDA (compiled with -DUSE_CUDA): cuda/smooth_l1_cuda_ops.h defines CudaKernel<T> (same
 // shape as CpuKernel: NodeConfig read once by ReadNodeConfig, MakeOutputPlan per Run) and is
-// included inside this file's namespace; AllOps() adds SmoothL1Op<CudaKernel<T>, T> for the
-// four dtypes. Everything else (schema, registration) is shared.
+// included inside this file's namespace; AllOps() adds LossOp<CudaKernel<T>, T, L> for the
+// four dtypes and both losses. Everything else (schema, registration) is shared.
 #define ORT_API_MANUAL_INIT
 #include "onnxruntime_cxx_api.h"
 #undef ORT_API_MANUAL_INIT
@@ -57,8 +60,10 @@ std::string FloatToString(float v) {
   return buf;
 }
 
-std::string NodeLabel(const std::string& node_name) {
-  return std::string(kOpType) + " node '" + (node_name.empty() ? "<unnamed>" : node_name) + "'";
+// "SmoothL1Loss node 'name'" / "HuberLoss node 'name'": how every error names the node.
+std::string NodeLabel(const NodeConfig& cfg) {
+  return std::string(LossOpType(cfg.attrs.loss)) + " node '" +
+         (cfg.node_name.empty() ? "<unnamed>" : cfg.node_name) + "'";
 }
 
 // The type an attribute has when it is present but could not be read as the expected type
@@ -82,9 +87,11 @@ std::string PresentAs(const OrtApi* api, const OrtKernelInfo* info, const char* 
   return "";
 }
 
-// Read and validate the attributes once. Returns a non-null OrtStatus on error; the message
-// names the node, the attribute and the offending value.
-OrtStatus* ReadNodeConfig(const OrtApi* api, const OrtKernelInfo* info, NodeConfig* cfg) {
+// Read and validate the attributes of a ``loss`` node once. Returns a non-null OrtStatus on
+// error; the message names the node, the attribute and the offending value.
+OrtStatus* ReadNodeConfig(const OrtApi* api, const OrtKernelInfo* info, Loss loss,
+                          NodeConfig* cfg) {
+  cfg->attrs.loss = loss;
   size_t size = 0;
   if (OrtStatus* st = api->KernelInfo_GetNodeName(info, nullptr, &size)) {
     api->ReleaseStatus(st);
@@ -97,27 +104,31 @@ OrtStatus* ReadNodeConfig(const OrtApi* api, const OrtKernelInfo* info, NodeConf
       cfg->node_name = std::move(name);
     }
   }
-  const std::string label = NodeLabel(cfg->node_name);
+  const std::string label = NodeLabel(*cfg);
 
-  // beta: FLOAT attribute, default 1.0 when absent.
-  float beta = 1.0f;
-  if (OrtStatus* st = api->KernelInfoGetAttribute_float(info, "beta", &beta)) {
+  // beta (SmoothL1Loss) / delta (HuberLoss): FLOAT attribute, default 1.0 when absent.
+  const char* param = LossParamName(loss);
+  float value = 1.0f;
+  if (OrtStatus* st = api->KernelInfoGetAttribute_float(info, param, &value)) {
     api->ReleaseStatus(st);
-    const std::string kind = PresentAs(api, info, "beta");
+    const std::string kind = PresentAs(api, info, param);
     if (!kind.empty()) {
-      return api->CreateStatus(ORT_INVALID_ARGUMENT,
-                               (label + ": invalid attribute beta: must be a FLOAT, got " + kind).c_str());
+      return api->CreateStatus(ORT_INVALID_ARGUMENT, (label + ": invalid attribute " + param +
+                                                      ": must be a FLOAT, got " + kind)
+                                                         .c_str());
     }
-    beta = 1.0f;  // absent: the default
+    value = 1.0f;  // absent: the default
   }
-  const std::string beta_error = CheckBeta(beta);
-  if (!beta_error.empty()) {
+  const bool huber = loss == Loss::kHuber;
+  const std::string param_error = huber ? CheckDelta(value) : CheckBeta(value);
+  if (!param_error.empty()) {
     return api->CreateStatus(ORT_INVALID_ARGUMENT,
-                             (label + ": invalid attribute beta=" + FloatToString(beta) +
-                              " (must be a float >= 0; 0 means L1)")
+                             (label + ": invalid attribute " + param + "=" + FloatToString(value) +
+                              (huber ? " (must be a finite float > 0)"
+                                     : " (must be a float >= 0; 0 means L1)"))
                                  .c_str());
   }
-  cfg->attrs.beta = beta;
+  (huber ? cfg->attrs.delta : cfg->attrs.beta) = value;
 
   // reduction: STRING attribute, default 'mean' when absent.
   std::string reduction = "mean";
@@ -149,7 +160,7 @@ OrtStatus* ReadNodeConfig(const OrtApi* api, const OrtKernelInfo* info, NodeConf
 }
 
 // Shape of input ``index`` into ``dims`` (at most kMaxRank); error status otherwise.
-OrtStatus* InputShape(const OrtApi* api, const OrtValue* value, const std::string& node_name,
+OrtStatus* InputShape(const OrtApi* api, const OrtValue* value, const NodeConfig& cfg,
                       const char* which, int64_t* dims, int* rank) {
   OrtTensorTypeAndShapeInfo* info = nullptr;
   if (OrtStatus* st = api->GetTensorTypeAndShape(value, &info)) return st;
@@ -157,7 +168,7 @@ OrtStatus* InputShape(const OrtApi* api, const OrtValue* value, const std::strin
   OrtStatus* st = api->GetDimensionsCount(info, &n);
   if (!st && n > static_cast<size_t>(kMaxRank)) {
     st = api->CreateStatus(ORT_INVALID_ARGUMENT,
-                           (NodeLabel(node_name) + ": " + which + " has rank " +
+                           (NodeLabel(cfg) + ": " + which + " has rank " +
                             std::to_string(n) + ", more than the supported " +
                             std::to_string(kMaxRank))
                                .c_str());
@@ -175,12 +186,12 @@ OrtStatus* MakeOutputPlan(const OrtApi* api, OrtKernelContext* ctx, const NodeCo
   if (OrtStatus* st = api->KernelContext_GetInput(ctx, 1, y)) return st;
   int64_t xd[kMaxRank], yd[kMaxRank];
   int xr = 0, yr = 0;
-  if (OrtStatus* st = InputShape(api, *x, cfg.node_name, "input", xd, &xr)) return st;
-  if (OrtStatus* st = InputShape(api, *y, cfg.node_name, "target", yd, &yr)) return st;
+  if (OrtStatus* st = InputShape(api, *x, cfg, "input", xd, &xr)) return st;
+  if (OrtStatus* st = InputShape(api, *y, cfg, "target", yd, &yr)) return st;
   std::string why;
   if (!MakeBroadcastPlan(xd, xr, yd, yr, plan, &why)) {
     return api->CreateStatus(ORT_INVALID_ARGUMENT,
-                             (NodeLabel(cfg.node_name) + ": input shape " + ShapeToString(xd, xr) +
+                             (NodeLabel(cfg) + ": input shape " + ShapeToString(xd, xr) +
                               " and target shape " + ShapeToString(yd, yr) +
                               " cannot be broadcast together (numpy rules)")
                                  .c_str());
@@ -257,9 +268,9 @@ struct CpuKernel {
     cpu::Parallel par;
     par.run = &OrtParallelRun;
     par.ctx = ctx;
-    if (!cpu::SmoothL1Forward(static_cast<const K*>(xp), static_cast<const K*>(yp),
-                              static_cast<K*>(op), plan, cfg.attrs, par)) {
-      return api->CreateStatus(ORT_FAIL, (NodeLabel(cfg.node_name) +
+    if (!cpu::LossForward(static_cast<const K*>(xp), static_cast<const K*>(yp),
+                          static_cast<K*>(op), plan, cfg.attrs, par)) {
+      return api->CreateStatus(ORT_FAIL, (NodeLabel(cfg) +
                                           ": out of memory for the reduction scratch")
                                              .c_str());
     }
@@ -268,11 +279,11 @@ struct CpuKernel {
 };
 
 // ---------------------------------------------------------------------------------------
-// The OrtCustomOp: one per (kernel, element type). Kernel provides cfg, kEp and Compute.
+// The OrtCustomOp: one per (kernel, element type, loss). Kernel provides cfg, kEp and Compute.
 
-template <typename Kernel, typename T>
-struct SmoothL1Op : Ort::Custom::OrtLiteCustomOp {
-  SmoothL1Op() : OrtLiteCustomOp(kOpType, Kernel::kEp, {}, 1) {
+template <typename Kernel, typename T, Loss L>
+struct LossOp : Ort::Custom::OrtLiteCustomOp {
+  LossOp() : OrtLiteCustomOp(LossOpType(L), Kernel::kEp, {}, 1) {
     input_types_ = {ElementType<T>(), ElementType<T>()};
     output_types_ = {ElementType<T>()};
     OrtCustomOp::GetInputCharacteristic = [](const OrtCustomOp*, size_t) {
@@ -286,7 +297,7 @@ struct SmoothL1Op : Ort::Custom::OrtLiteCustomOp {
       *kernel = nullptr;
       try {
         auto k = std::make_unique<Kernel>();
-        if (OrtStatus* st = ReadNodeConfig(api, info, &k->cfg)) return st;
+        if (OrtStatus* st = ReadNodeConfig(api, info, L, &k->cfg)) return st;
         *kernel = k.release();
         return nullptr;
       } catch (const std::exception& e) {
@@ -297,7 +308,7 @@ struct SmoothL1Op : Ort::Custom::OrtLiteCustomOp {
     OrtCustomOp::CreateKernel = [](const OrtCustomOp*, const OrtApi* api,
                                    const OrtKernelInfo* info) -> void* {
       auto k = std::make_unique<Kernel>();
-      Ort::ThrowOnError(ReadNodeConfig(api, info, &k->cfg));
+      Ort::ThrowOnError(ReadNodeConfig(api, info, L, &k->cfg));
       return k.release();
     };
     OrtCustomOp::KernelComputeV2 = [](void* kernel, OrtKernelContext* ctx) -> OrtStatusPtr {
@@ -315,21 +326,25 @@ struct SmoothL1Op : Ort::Custom::OrtLiteCustomOp {
   }
 };
 
+// The four element types' ops of one kernel kind and loss.
+template <template <typename> class Kernel, Loss L>
+void AddOps(std::vector<OrtCustomOp*>* v) {
+  v->push_back(new LossOp<Kernel<float>, float, L>());
+  v->push_back(new LossOp<Kernel<double>, double, L>());
+  v->push_back(new LossOp<Kernel<Ort::Float16_t>, Ort::Float16_t, L>());
+  v->push_back(new LossOp<Kernel<Ort::BFloat16_t>, Ort::BFloat16_t, L>());
+}
+
 // All ops of the library, created once and never destroyed (sessions may outlive any
 // static destruction order).
 const std::vector<OrtCustomOp*>& AllOps() {
   static const std::vector<OrtCustomOp*>* ops = [] {
-    auto* v = new std::vector<OrtCustomOp*>{
-        new SmoothL1Op<CpuKernel<float>, float>(),
-        new SmoothL1Op<CpuKernel<double>, double>(),
-        new SmoothL1Op<CpuKernel<Ort::Float16_t>, Ort::Float16_t>(),
-        new SmoothL1Op<CpuKernel<Ort::BFloat16_t>, Ort::BFloat16_t>(),
-    };
+    auto* v = new std::vector<OrtCustomOp*>();
+    AddOps<CpuKernel, Loss::kSmoothL1>(v);
+    AddOps<CpuKernel, Loss::kHuber>(v);
 #ifdef USE_CUDA
-    v->push_back(new SmoothL1Op<CudaKernel<float>, float>());
-    v->push_back(new SmoothL1Op<CudaKernel<double>, double>());
-    v->push_back(new SmoothL1Op<CudaKernel<Ort::Float16_t>, Ort::Float16_t>());
-    v->push_back(new SmoothL1Op<CudaKernel<Ort::BFloat16_t>, Ort::BFloat16_t>());
+    AddOps<CudaKernel, Loss::kSmoothL1>(v);
+    AddOps<CudaKernel, Loss::kHuber>(v);
 #endif
     return v;
   }();

@@ -1,10 +1,12 @@
-// SmoothL1Loss CPU kernels: see smooth_l1_cpu.h for the numerics and the determinism design.
+// SmoothL1Loss / HuberLoss CPU kernels: see smooth_l1_cpu.h for the numerics and the
+// determinism design.
 #include "smooth_l1_cpu.h"
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <new>
 #include <type_traits>
@@ -89,11 +91,51 @@ BFloat16 BFloat16FromDouble(double v) {
 
 namespace {
 
-inline double Load(float v) { return static_cast<double>(v); }
-inline double Load(double v) { return v; }
-inline double Load(Half v) { return ToDouble(v); }
-inline double Load(BFloat16 v) { return ToDouble(v); }
+// ---------------------------------------------------------------------------------------
+// Compute types and element loads / stores.
 
+// The type each loss computes its element formula in, per storage type T (header comment):
+// SmoothL1Loss always double; HuberLoss torch's: float for float32 / float16 / bfloat16,
+// double for float64.
+template <Loss L, typename T>
+struct ComputeType {
+  using type = double;
+};
+template <>
+struct ComputeType<Loss::kHuber, float> {
+  using type = float;
+};
+template <>
+struct ComputeType<Loss::kHuber, Half> {
+  using type = float;
+};
+template <>
+struct ComputeType<Loss::kHuber, BFloat16> {
+  using type = float;
+};
+template <Loss L, typename T>
+using Compute = typename ComputeType<L, T>::type;
+
+// Exact widening of a stored element to the compute type C (C is never narrower than T).
+template <typename C>
+inline C LoadAs(float v) {
+  return static_cast<C>(v);
+}
+template <typename C>
+inline C LoadAs(double v) {
+  static_assert(std::is_same<C, double>::value, "double elements compute in double");
+  return v;
+}
+template <typename C>
+inline C LoadAs(Half v) {
+  return static_cast<C>(ToDouble(v));  // exact in float too
+}
+template <typename C>
+inline C LoadAs(BFloat16 v) {
+  return static_cast<C>(ToDouble(v));
+}
+
+// One rounding from double (which holds every compute-type value exactly) to T.
 template <typename T>
 inline T Store(double v);
 template <>
@@ -105,20 +147,72 @@ inline Half Store<Half>(double v) { return HalfFromDouble(v); }
 template <>
 inline BFloat16 Store<BFloat16>(double v) { return BFloat16FromDouble(v); }
 
-// The element formula's constants, computed once per call from the validated attributes.
+// ---------------------------------------------------------------------------------------
+// The element formulas: the only place where SmoothL1Loss and HuberLoss differ.
+
+// The formula's three constants in the compute type C, computed once per call from the
+// validated attributes (no division on the hot path, none at all when beta == 0):
+//   SmoothL1Loss: p0 = beta,  p1 = 0.5 / beta (0 when beta == 0), p2 = 0.5 * beta
+//   HuberLoss:    p0 = delta, p1 = 0.5,                           p2 = 0.5 * delta
+// (torch's delta_val_times_half: delta * 0.5 in double, then converted to C).
+template <Loss L, typename C>
 struct Consts {
-  double beta, half_over_beta, half_beta;
-  explicit Consts(const Attrs& a)
-      : beta(a.beta_d()), half_over_beta(a.half_over_beta()), half_beta(a.half_beta()) {}
+  C p0, p1, p2;
+  explicit Consts(const Attrs& a) {
+    if constexpr (L == Loss::kSmoothL1) {
+      static_assert(std::is_same<C, double>::value, "SmoothL1Loss computes in double");
+      p0 = a.beta_d();
+      p1 = a.half_over_beta();
+      p2 = a.half_beta();
+    } else {
+      p0 = static_cast<C>(a.delta);
+      p1 = static_cast<C>(0.5);
+      p2 = static_cast<C>(0.5 * static_cast<double>(a.delta));
+    }
+  }
+};
+template <Loss L, typename T>
+using ConstsFor = Consts<L, Compute<L, T>>;
+
+// The loss of d = |x - y| for a scalar or a GCC vector V (p0..p2 then splatted). Both sides
+// are computed and selected, so the compiler emits a blend. NaN fails `d < p0` and propagates
+// through the second branch.
+//   SmoothL1Loss: d < beta ? (d * d) * (0.5/beta) : d - 0.5*beta. With beta == 0, d < 0 is
+//                 never true and d - 0.0 == d exactly.
+//   HuberLoss:    d < delta ? (d * d) * 0.5 : delta * (d - 0.5*delta), the operation order of
+//                 torch's vectorised CPU kernel (its scalar tail's 0.5 * d * d can differ only
+//                 where d * d is subnormal).
+template <Loss L>
+struct Formula {
+  template <typename V>
+  static inline __attribute__((always_inline)) V Apply(V d, V p0, V p1, V p2) {
+    const V quad = d * d * p1;
+    if constexpr (L == Loss::kSmoothL1) {
+      const V lin = d - p2;
+      return d < p0 ? quad : lin;
+    } else {
+      const V lin = p0 * (d - p2);
+      return d < p0 ? quad : lin;
+    }
+  }
 };
 
-inline double Loss(double x, double y, const Consts& c) {
-  const double d = std::fabs(x - y);
-  // Branch-free select (both sides are cheap, the compiler emits a blend). With beta == 0,
-  // d < 0 is never true and d - 0.0 == d exactly; NaN compares false and stays NaN.
-  const double quad = d * d * c.half_over_beta;
-  const double lin = d - c.half_beta;
-  return d < c.beta ? quad : lin;
+template <Loss L, typename C>
+inline C LossOf(C x, C y, const Consts<L, C>& c) {
+  return Formula<L>::Apply(std::fabs(x - y), c.p0, c.p1, c.p2);
+}
+
+// The loss of one stored element pair, exactly as a double (sums add these).
+template <Loss L, typename T>
+inline double LossD(T x, T y, const ConstsFor<L, T>& c) {
+  using C = Compute<L, T>;
+  return static_cast<double>(LossOf<L, C>(LoadAs<C>(x), LoadAs<C>(y), c));
+}
+
+// The loss of one stored element pair, rounded once to T ('none').
+template <Loss L, typename T>
+inline T LossT(T x, T y, const ConstsFor<L, T>& c) {
+  return Store<T>(LossD<L>(x, y, c));
 }
 
 // Software prefetch a little ahead of a streaming read (measured: the hardware prefetcher
@@ -136,41 +230,100 @@ inline double CombineLanes(const double* a) {
   return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 }
 
-template <typename T>
-void ElemContig(const T* __restrict x, const T* __restrict y, T* __restrict out, int64_t n,
-                const Consts& c) {
-  for (int64_t i = 0; i < n; ++i) out[i] = Store<T>(Loss(Load(x[i]), Load(y[i]), c));
+// ---------------------------------------------------------------------------------------
+// Portable loops (every type; float16 / bfloat16 always take these).
+
+template <Loss L, typename T>
+void ElemContigPortable(const T* __restrict x, const T* __restrict y, T* __restrict out,
+                        int64_t n, const ConstsFor<L, T>& c) {
+  for (int64_t i = 0; i < n; ++i) out[i] = LossT<L>(x[i], y[i], c);
 }
 
-template <typename T>
+template <Loss L, typename T>
 void ElemStrided(const T* x, int64_t sx, const T* y, int64_t sy, T* __restrict out, int64_t n,
-                 const Consts& c) {
-  for (int64_t i = 0; i < n; ++i) out[i] = Store<T>(Loss(Load(x[i * sx]), Load(y[i * sy]), c));
+                 const ConstsFor<L, T>& c) {
+  for (int64_t i = 0; i < n; ++i) out[i] = LossT<L>(x[i * sx], y[i * sy], c);
 }
 
 // Adds the losses of n elements into the kLanes accumulators ``acc`` (lane = i % kLanes
 // for the full groups of kLanes, then the tail from lane 0).
-template <typename T>
-void SumContig(const T* __restrict x, const T* __restrict y, int64_t n, const Consts& c,
-               double* __restrict acc) {
+template <Loss L, typename T>
+void SumContigPortable(const T* __restrict x, const T* __restrict y, int64_t n,
+                       const ConstsFor<L, T>& c, double* __restrict acc) {
   double a[kLanes];
   for (int j = 0; j < kLanes; ++j) a[j] = acc[j];
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) a[j] += Loss(Load(x[i + j]), Load(y[i + j]), c);
+    for (int j = 0; j < kLanes; ++j) a[j] += LossD<L>(x[i + j], y[i + j], c);
   }
-  for (int j = 0; i < n; ++i, ++j) a[j] += Loss(Load(x[i]), Load(y[i]), c);
+  for (int j = 0; i < n; ++i, ++j) a[j] += LossD<L>(x[i], y[i], c);
+  for (int j = 0; j < kLanes; ++j) acc[j] = a[j];
+}
+
+template <Loss L, typename T>
+void SumStrided(const T* x, int64_t sx, const T* y, int64_t sy, int64_t n,
+                const ConstsFor<L, T>& c, double* __restrict acc) {
+  double a[kLanes];
+  for (int j = 0; j < kLanes; ++j) a[j] = acc[j];
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) a[j] += LossD<L>(x[(i + j) * sx], y[(i + j) * sy], c);
+  }
+  for (int j = 0; i < n; ++i, ++j) a[j] += LossD<L>(x[i * sx], y[i * sy], c);
   for (int j = 0; j < kLanes; ++j) acc[j] = a[j];
 }
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 // float / double on x86: the same arithmetic lane by lane, written with GCC/Clang vector
-// extensions so it is vectorised whatever the auto-vectoriser decides, in three widths
+// extensions (the intrinsic types are such vectors too, so Formula<L>::Apply runs on them
+// unchanged) so it is vectorised whatever the auto-vectoriser decides, in three widths
 // picked at run time (SSE2 baseline, AVX2, AVX-512F: the library is built on the user's
 // machine without -march, so the wider ones are compiled with target attributes). The
-// kLanes accumulators are the same 8 lanes in every width and no FMA is formed
-// (-ffp-contract=off), so every width gives bitwise the generic code's result.
+// kLanes accumulators are the same 8 double lanes in every width, element i + j of a group
+// of 8 always goes to lane j, and no FMA is formed (-ffp-contract=off), so every width gives
+// bitwise the portable code's result. Float compute (HuberLoss on float32) runs the formula
+// on float vectors twice as wide and widens the losses exactly into the double lanes.
 #define SMOOTHL1_ISA_DISPATCH 1
+
+// |v| of a GCC vector: clear the sign bits.
+template <typename V>
+inline __attribute__((always_inline)) V AbsV(V v) {
+  using I = decltype(v < v);
+  using E = std::remove_cv_t<std::remove_reference_t<decltype(I{}[0])>>;
+  return reinterpret_cast<V>(reinterpret_cast<I>(v) & (I{} + std::numeric_limits<E>::max()));
+}
+
+template <typename V, typename S>
+inline __attribute__((always_inline)) V Splat(S s) {
+  V v{};
+  for (size_t k = 0; k < sizeof(V) / sizeof(S); ++k) v[k] = s;
+  return v;
+}
+
+// The formula's constants as vectors of V.
+template <typename V>
+struct VConsts {
+  V p0, p1, p2;
+  template <Loss L, typename C>
+  explicit VConsts(const Consts<L, C>& c)
+      : p0(Splat<V>(c.p0)), p1(Splat<V>(c.p1)), p2(Splat<V>(c.p2)) {}
+};
+
+template <Loss L, typename V>
+inline __attribute__((always_inline)) V LossV(V x, V y, const VConsts<V>& c) {
+  return Formula<L>::Apply(AbsV(x - y), c.p0, c.p1, c.p2);
+}
+
+template <typename V, typename T>
+inline __attribute__((always_inline)) V LoadRaw(const T* p) {  // same element type
+  V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <typename T, typename V>
+inline __attribute__((always_inline)) void StoreRaw(T* p, V v) {
+  std::memcpy(p, &v, sizeof v);
+}
 
 template <int W>
 struct Vec;
@@ -178,21 +331,19 @@ template <>
 struct Vec<2> {
   typedef double D __attribute__((vector_size(16)));
   typedef float F __attribute__((vector_size(8)));
-  typedef int64_t I __attribute__((vector_size(16)));
 };
 template <>
 struct Vec<4> {
   typedef double D __attribute__((vector_size(32)));
   typedef float F __attribute__((vector_size(16)));
-  typedef int64_t I __attribute__((vector_size(32)));
 };
 template <>
 struct Vec<8> {
   typedef double D __attribute__((vector_size(64)));
   typedef float F __attribute__((vector_size(32)));
-  typedef int64_t I __attribute__((vector_size(64)));
 };
 
+// W stored elements as W doubles (double compute).
 template <int W>
 inline __attribute__((always_inline)) typename Vec<W>::D LoadV(const float* p) {
 #if defined(__SSE2__)
@@ -207,9 +358,7 @@ inline __attribute__((always_inline)) typename Vec<W>::D LoadV(const float* p) {
 }
 template <int W>
 inline __attribute__((always_inline)) typename Vec<W>::D LoadV(const double* p) {
-  typename Vec<W>::D d;
-  std::memcpy(&d, p, sizeof d);
-  return d;
+  return LoadRaw<typename Vec<W>::D>(p);
 }
 template <int W>
 inline __attribute__((always_inline)) void StoreV(float* p, typename Vec<W>::D v) {
@@ -221,148 +370,218 @@ inline __attribute__((always_inline)) void StoreV(double* p, typename Vec<W>::D 
   std::memcpy(p, &v, sizeof v);
 }
 
-template <int W>
-inline __attribute__((always_inline)) typename Vec<W>::D LossV(typename Vec<W>::D x,
-                                                               typename Vec<W>::D y,
-                                                               const Consts& c) {
-  using D = typename Vec<W>::D;
-  using I = typename Vec<W>::I;
-  const D diff = x - y;
-  const D d = reinterpret_cast<D>(reinterpret_cast<I>(diff) & (INT64_MAX - I{}));
-  const D quad = d * d * (c.half_over_beta - D{});
-  const D lin = d - (c.half_beta - D{});
-  return d < (c.beta - D{}) ? quad : lin;
-}
+// Plain float vectors for float compute (the intrinsic types carry may_alias, which template
+// arguments drop with a warning).
+typedef float F4 __attribute__((vector_size(16)));
+typedef float F8 __attribute__((vector_size(32)));
+typedef float F16 __attribute__((vector_size(64)));
+typedef Vec<4>::D D4;
+typedef Vec<8>::D D8;
 
-template <int W, typename T>
-inline __attribute__((always_inline)) void SumBody(const T* __restrict x, const T* __restrict y,
-                                                   int64_t n, const Consts& c,
-                                                   double* __restrict acc) {
-  using D = typename Vec<W>::D;
-  constexpr int K = kLanes / W;
+// --- SSE2 (baseline): 2-double vectors, 4 of them make the 8 lanes; float compute on
+// 4-float vectors.
+
+template <Loss L, typename T>
+inline __attribute__((always_inline)) void SumBodySse2(const T* __restrict x,
+                                                       const T* __restrict y, int64_t n,
+                                                       const ConstsFor<L, T>& c,
+                                                       double* __restrict acc) {
+  using D = Vec<2>::D;
+  constexpr int K = kLanes / 2;
   D a[K];
   std::memcpy(a, acc, sizeof a);
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    PrefetchAhead(x + i);
-    PrefetchAhead(y + i);
-    for (int k = 0; k < K; ++k) a[k] += LossV<W>(LoadV<W>(x + i + W * k), LoadV<W>(y + i + W * k), c);
+  if constexpr (std::is_same<Compute<L, T>, float>::value) {
+    const VConsts<F4> v(c);
+    for (; i + kLanes <= n; i += kLanes) {
+      PrefetchAhead(x + i);
+      PrefetchAhead(y + i);
+      for (int h = 0; h < 2; ++h) {
+        const __m128 l = reinterpret_cast<__m128>(
+            LossV<L>(LoadRaw<F4>(x + i + 4 * h), LoadRaw<F4>(y + i + 4 * h), v));
+        a[2 * h] += reinterpret_cast<D>(_mm_cvtps_pd(l));
+        a[2 * h + 1] += reinterpret_cast<D>(_mm_cvtps_pd(_mm_movehl_ps(l, l)));
+      }
+    }
+  } else {
+    const VConsts<D> v(c);
+    for (; i + kLanes <= n; i += kLanes) {
+      PrefetchAhead(x + i);
+      PrefetchAhead(y + i);
+      for (int k = 0; k < K; ++k) a[k] += LossV<L>(LoadV<2>(x + i + 2 * k), LoadV<2>(y + i + 2 * k), v);
+    }
   }
   std::memcpy(acc, a, sizeof a);
-  for (int j = 0; i < n; ++i, ++j) acc[j] += Loss(Load(x[i]), Load(y[i]), c);
+  for (int j = 0; i < n; ++i, ++j) acc[j] += LossD<L>(x[i], y[i], c);
 }
 
-template <int W, typename T>
-inline __attribute__((always_inline)) void ElemBody(const T* __restrict x, const T* __restrict y,
-                                                    T* __restrict out, int64_t n,
-                                                    const Consts& c) {
+// 'none' over a contiguous run with double-compute vectors of W (SSE2 and AVX2 widths).
+template <int W, Loss L, typename T>
+inline __attribute__((always_inline)) void ElemBodyD(const T* __restrict x,
+                                                     const T* __restrict y, T* __restrict out,
+                                                     int64_t n, const ConstsFor<L, T>& c) {
+  const VConsts<typename Vec<W>::D> v(c);
   int64_t i = 0;
   for (; i + 2 * W <= n; i += 2 * W) {
     PrefetchAhead(x + i);
     PrefetchAhead(y + i);
-    StoreV<W>(out + i, LossV<W>(LoadV<W>(x + i), LoadV<W>(y + i), c));
-    StoreV<W>(out + i + W, LossV<W>(LoadV<W>(x + i + W), LoadV<W>(y + i + W), c));
+    StoreV<W>(out + i, LossV<L>(LoadV<W>(x + i), LoadV<W>(y + i), v));
+    StoreV<W>(out + i + W, LossV<L>(LoadV<W>(x + i + W), LoadV<W>(y + i + W), v));
   }
-  for (; i < n; ++i) out[i] = Store<T>(Loss(Load(x[i]), Load(y[i]), c));
+  for (; i < n; ++i) out[i] = LossT<L>(x[i], y[i], c);
 }
 
-template <typename T>
-void SumSse2(const T* __restrict x, const T* __restrict y, int64_t n, const Consts& c,
-             double* __restrict acc) {
-  SumBody<2>(x, y, n, c, acc);
+// 'none' over a contiguous float run in float compute, with float vectors FV.
+template <typename FV, Loss L>
+inline __attribute__((always_inline)) void ElemBodyF(const float* __restrict x,
+                                                     const float* __restrict y,
+                                                     float* __restrict out, int64_t n,
+                                                     const ConstsFor<L, float>& c) {
+  constexpr int64_t W = sizeof(FV) / sizeof(float);
+  const VConsts<FV> v(c);
+  int64_t i = 0;
+  for (; i + 2 * W <= n; i += 2 * W) {
+    PrefetchAhead(x + i);
+    PrefetchAhead(y + i);
+    StoreRaw(out + i, LossV<L>(LoadRaw<FV>(x + i), LoadRaw<FV>(y + i), v));
+    StoreRaw(out + i + W, LossV<L>(LoadRaw<FV>(x + i + W), LoadRaw<FV>(y + i + W), v));
+  }
+  for (; i < n; ++i) out[i] = LossT<L>(x[i], y[i], c);
 }
-// AVX2 / AVX-512F: written with intrinsics (GCC lowers the generic wide float->double
-// conversions to halves plus inserts). Same lanes and operations as SumBody / Loss:
-// d = |x - y| (and-not of the sign), quad = (d * d) * hob, lin = d - hb, d < beta (ordered,
-// quiet: NaN selects lin) ? quad : lin.
+
+template <Loss L, typename T>
+void SumSse2(const T* __restrict x, const T* __restrict y, int64_t n, const ConstsFor<L, T>& c,
+             double* __restrict acc) {
+  SumBodySse2<L>(x, y, n, c, acc);
+}
+template <Loss L, typename T>
+void ElemSse2(const T* __restrict x, const T* __restrict y, T* __restrict out, int64_t n,
+              const ConstsFor<L, T>& c) {
+  if constexpr (std::is_same<Compute<L, T>, float>::value) {
+    ElemBodyF<F4, L>(x, y, out, n, c);
+  } else {
+    ElemBodyD<2, L>(x, y, out, n, c);
+  }
+}
+
+// --- AVX2 / AVX-512F: loads and widening with intrinsics (GCC lowers the generic wide
+// float->double conversions to halves plus inserts), arithmetic through Formula<L>::Apply on
+// the intrinsic vector types. Same lanes and operations as the portable code.
 // GCC 12's _mm512_cvtps_pd uses _mm512_undefined_pd(), which -Wmaybe-uninitialized flags.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #define SMOOTHL1_AVX2 __attribute__((target("avx2"), always_inline)) inline
 #define SMOOTHL1_AVX512 __attribute__((target("avx512f"), always_inline)) inline
-SMOOTHL1_AVX2 __m256d Load4(const float* p) { return _mm256_cvtps_pd(_mm_loadu_ps(p)); }
-SMOOTHL1_AVX2 __m256d Load4(const double* p) { return _mm256_loadu_pd(p); }
-SMOOTHL1_AVX2 __m256d Loss4(__m256d xv, __m256d yv, __m256d beta, __m256d hob, __m256d hb) {
-  const __m256d abs_mask = _mm256_castsi256_pd(_mm256_set1_epi64x(INT64_MAX));
-  const __m256d d = _mm256_and_pd(_mm256_sub_pd(xv, yv), abs_mask);
-  const __m256d quad = _mm256_mul_pd(_mm256_mul_pd(d, d), hob);
-  const __m256d lin = _mm256_sub_pd(d, hb);
-  return _mm256_blendv_pd(lin, quad, _mm256_cmp_pd(d, beta, _CMP_LT_OQ));
+SMOOTHL1_AVX2 D4 Load4(const float* p) {
+  return reinterpret_cast<D4>(_mm256_cvtps_pd(_mm_loadu_ps(p)));
 }
-SMOOTHL1_AVX512 __m512d Load8(const float* p) { return _mm512_cvtps_pd(_mm256_loadu_ps(p)); }
-SMOOTHL1_AVX512 __m512d Load8(const double* p) { return _mm512_loadu_pd(p); }
-SMOOTHL1_AVX512 void Store8(float* p, __m512d v) { _mm256_storeu_ps(p, _mm512_cvtpd_ps(v)); }
-SMOOTHL1_AVX512 void Store8(double* p, __m512d v) { _mm512_storeu_pd(p, v); }
-SMOOTHL1_AVX512 __m512d Loss8(__m512d xv, __m512d yv, __m512d beta, __m512d hob, __m512d hb) {
-  const __m512d d = _mm512_castsi512_pd(_mm512_and_epi64(
-      _mm512_castpd_si512(_mm512_sub_pd(xv, yv)), _mm512_set1_epi64(INT64_MAX)));
-  const __m512d quad = _mm512_mul_pd(_mm512_mul_pd(d, d), hob);
-  const __m512d lin = _mm512_sub_pd(d, hb);
-  return _mm512_mask_blend_pd(_mm512_cmp_pd_mask(d, beta, _CMP_LT_OQ), lin, quad);
+SMOOTHL1_AVX2 D4 Load4(const double* p) { return LoadRaw<D4>(p); }
+SMOOTHL1_AVX512 D8 Load8(const float* p) {
+  return reinterpret_cast<D8>(_mm512_cvtps_pd(_mm256_loadu_ps(p)));
 }
+SMOOTHL1_AVX512 D8 Load8(const double* p) { return LoadRaw<D8>(p); }
+SMOOTHL1_AVX512 void Store8(float* p, D8 v) {
+  _mm256_storeu_ps(p, _mm512_cvtpd_ps(reinterpret_cast<__m512d>(v)));
+}
+SMOOTHL1_AVX512 void Store8(double* p, D8 v) { StoreRaw(p, v); }
 
-template <typename T>
+template <Loss L, typename T>
 __attribute__((target("avx2"))) void SumAvx2(const T* __restrict x, const T* __restrict y,
-                                             int64_t n, const Consts& c, double* __restrict acc) {
+                                             int64_t n, const ConstsFor<L, T>& c,
+                                             double* __restrict acc) {
   static_assert(kLanes == 8, "two 4-lane accumulators");
-  const __m256d beta = _mm256_set1_pd(c.beta), hob = _mm256_set1_pd(c.half_over_beta);
-  const __m256d hb = _mm256_set1_pd(c.half_beta);
   __m256d a0 = _mm256_loadu_pd(acc), a1 = _mm256_loadu_pd(acc + 4);
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    PrefetchAhead(x + i);
-    PrefetchAhead(y + i);
-    a0 = _mm256_add_pd(a0, Loss4(Load4(x + i), Load4(y + i), beta, hob, hb));
-    a1 = _mm256_add_pd(a1, Loss4(Load4(x + i + 4), Load4(y + i + 4), beta, hob, hb));
+  if constexpr (std::is_same<Compute<L, T>, float>::value) {
+    const VConsts<F8> v(c);
+    for (; i + kLanes <= n; i += kLanes) {
+      PrefetchAhead(x + i);
+      PrefetchAhead(y + i);
+      const __m256 l = reinterpret_cast<__m256>(LossV<L>(LoadRaw<F8>(x + i), LoadRaw<F8>(y + i), v));
+      a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(l)));
+      a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(l, 1)));
+    }
+  } else {
+    const VConsts<D4> v(c);
+    for (; i + kLanes <= n; i += kLanes) {
+      PrefetchAhead(x + i);
+      PrefetchAhead(y + i);
+      a0 = _mm256_add_pd(a0, reinterpret_cast<__m256d>(LossV<L>(Load4(x + i), Load4(y + i), v)));
+      a1 = _mm256_add_pd(a1, reinterpret_cast<__m256d>(LossV<L>(Load4(x + i + 4), Load4(y + i + 4), v)));
+    }
   }
   _mm256_storeu_pd(acc, a0);
   _mm256_storeu_pd(acc + 4, a1);
-  for (int j = 0; i < n; ++i, ++j) acc[j] += Loss(Load(x[i]), Load(y[i]), c);
+  for (int j = 0; i < n; ++i, ++j) acc[j] += LossD<L>(x[i], y[i], c);
 }
-template <typename T>
+
+template <Loss L, typename T>
 __attribute__((target("avx512f"))) void SumAvx512(const T* __restrict x, const T* __restrict y,
-                                                  int64_t n, const Consts& c,
+                                                  int64_t n, const ConstsFor<L, T>& c,
                                                   double* __restrict acc) {
   static_assert(kLanes == 8, "one 8-lane accumulator");
-  const __m512d beta = _mm512_set1_pd(c.beta), hob = _mm512_set1_pd(c.half_over_beta);
-  const __m512d hb = _mm512_set1_pd(c.half_beta);
   __m512d a = _mm512_loadu_pd(acc);
   int64_t i = 0;
-  for (; i + 2 * kLanes <= n; i += 2 * kLanes) {  // unrolled; same order of additions
-    PrefetchAhead(x + i);
-    PrefetchAhead(y + i);
-    a = _mm512_add_pd(a, Loss8(Load8(x + i), Load8(y + i), beta, hob, hb));
-    a = _mm512_add_pd(a, Loss8(Load8(x + i + 8), Load8(y + i + 8), beta, hob, hb));
-  }
-  for (; i + kLanes <= n; i += kLanes) {
-    a = _mm512_add_pd(a, Loss8(Load8(x + i), Load8(y + i), beta, hob, hb));
+  if constexpr (std::is_same<Compute<L, T>, float>::value) {
+    const VConsts<F16> v16(c);
+    const VConsts<F8> v8(c);
+    for (; i + 2 * kLanes <= n; i += 2 * kLanes) {  // 16 floats; same order of additions
+      PrefetchAhead(x + i);
+      PrefetchAhead(y + i);
+      const __m512 l =
+          reinterpret_cast<__m512>(LossV<L>(LoadRaw<F16>(x + i), LoadRaw<F16>(y + i), v16));
+      a = _mm512_add_pd(a, _mm512_cvtps_pd(_mm512_castps512_ps256(l)));
+      a = _mm512_add_pd(a, _mm512_cvtps_pd(_mm256_castpd_ps(
+                               _mm512_extractf64x4_pd(_mm512_castps_pd(l), 1))));
+    }
+    for (; i + kLanes <= n; i += kLanes) {
+      const __m256 l =
+          reinterpret_cast<__m256>(LossV<L>(LoadRaw<F8>(x + i), LoadRaw<F8>(y + i), v8));
+      a = _mm512_add_pd(a, _mm512_cvtps_pd(l));
+    }
+  } else {
+    const VConsts<D8> v(c);
+    for (; i + 2 * kLanes <= n; i += 2 * kLanes) {  // unrolled; same order of additions
+      PrefetchAhead(x + i);
+      PrefetchAhead(y + i);
+      a = _mm512_add_pd(a, reinterpret_cast<__m512d>(LossV<L>(Load8(x + i), Load8(y + i), v)));
+      a = _mm512_add_pd(a, reinterpret_cast<__m512d>(LossV<L>(Load8(x + i + 8), Load8(y + i + 8), v)));
+    }
+    for (; i + kLanes <= n; i += kLanes) {
+      a = _mm512_add_pd(a, reinterpret_cast<__m512d>(LossV<L>(Load8(x + i), Load8(y + i), v)));
+    }
   }
   _mm512_storeu_pd(acc, a);
-  for (int j = 0; i < n; ++i, ++j) acc[j] += Loss(Load(x[i]), Load(y[i]), c);
+  for (int j = 0; i < n; ++i, ++j) acc[j] += LossD<L>(x[i], y[i], c);
 }
-template <typename T>
-void ElemSse2(const T* __restrict x, const T* __restrict y, T* __restrict out, int64_t n,
-              const Consts& c) {
-  ElemBody<2>(x, y, out, n, c);
-}
-template <typename T>
+
+template <Loss L, typename T>
 __attribute__((target("avx2"))) void ElemAvx2(const T* __restrict x, const T* __restrict y,
-                                              T* __restrict out, int64_t n, const Consts& c) {
-  ElemBody<4>(x, y, out, n, c);
+                                              T* __restrict out, int64_t n,
+                                              const ConstsFor<L, T>& c) {
+  if constexpr (std::is_same<Compute<L, T>, float>::value) {
+    ElemBodyF<F8, L>(x, y, out, n, c);
+  } else {
+    ElemBodyD<4, L>(x, y, out, n, c);
+  }
 }
-template <typename T>
+
+template <Loss L, typename T>
 __attribute__((target("avx512f"))) void ElemAvx512(const T* __restrict x, const T* __restrict y,
                                                    T* __restrict out, int64_t n,
-                                                   const Consts& c) {
-  const __m512d beta = _mm512_set1_pd(c.beta), hob = _mm512_set1_pd(c.half_over_beta);
-  const __m512d hb = _mm512_set1_pd(c.half_beta);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    PrefetchAhead(x + i);
-    PrefetchAhead(y + i);
-    Store8(out + i, Loss8(Load8(x + i), Load8(y + i), beta, hob, hb));
+                                                   const ConstsFor<L, T>& c) {
+  if constexpr (std::is_same<Compute<L, T>, float>::value) {
+    ElemBodyF<F16, L>(x, y, out, n, c);
+  } else {
+    const VConsts<D8> v(c);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      PrefetchAhead(x + i);
+      PrefetchAhead(y + i);
+      Store8(out + i, LossV<L>(Load8(x + i), Load8(y + i), v));
+    }
+    for (; i < n; ++i) out[i] = LossT<L>(x[i], y[i], c);
   }
-  for (; i < n; ++i) out[i] = Store<T>(Loss(Load(x[i]), Load(y[i]), c));
 }
 
 #pragma GCC diagnostic pop
@@ -383,59 +602,47 @@ inline int Isa() {
   return isa;
 }
 
-template <typename T>
-void SumContigIsa(const T* __restrict x, const T* __restrict y, int64_t n, const Consts& c,
-                  double* __restrict acc) {
-  switch (Isa()) {
-    case 2: SumAvx512(x, y, n, c, acc); return;
-    case 1: SumAvx2(x, y, n, c, acc); return;
-    default: SumSse2(x, y, n, c, acc); return;
+template <Loss L, typename T>
+void SumContig(const T* __restrict x, const T* __restrict y, int64_t n, const ConstsFor<L, T>& c,
+               double* __restrict acc) {
+  if constexpr (std::is_same<T, float>::value || std::is_same<T, double>::value) {
+    switch (Isa()) {
+      case 2: SumAvx512<L>(x, y, n, c, acc); return;
+      case 1: SumAvx2<L>(x, y, n, c, acc); return;
+      default: SumSse2<L>(x, y, n, c, acc); return;
+    }
+  } else {
+    SumContigPortable<L>(x, y, n, c, acc);
   }
 }
-template <typename T>
-void ElemContigIsa(const T* __restrict x, const T* __restrict y, T* __restrict out, int64_t n,
-                   const Consts& c) {
-  switch (Isa()) {
-    case 2: ElemAvx512(x, y, out, n, c); return;
-    case 1: ElemAvx2(x, y, out, n, c); return;
-    default: ElemSse2(x, y, out, n, c); return;
+template <Loss L, typename T>
+void ElemContig(const T* __restrict x, const T* __restrict y, T* __restrict out, int64_t n,
+                const ConstsFor<L, T>& c) {
+  if constexpr (std::is_same<T, float>::value || std::is_same<T, double>::value) {
+    switch (Isa()) {
+      case 2: ElemAvx512<L>(x, y, out, n, c); return;
+      case 1: ElemAvx2<L>(x, y, out, n, c); return;
+      default: ElemSse2<L>(x, y, out, n, c); return;
+    }
+  } else {
+    ElemContigPortable<L>(x, y, out, n, c);
   }
 }
-
-template <>
-void SumContig<float>(const float* __restrict x, const float* __restrict y, int64_t n,
-                      const Consts& c, double* __restrict acc) {
-  SumContigIsa(x, y, n, c, acc);
+#else
+template <Loss L, typename T>
+void SumContig(const T* __restrict x, const T* __restrict y, int64_t n, const ConstsFor<L, T>& c,
+               double* __restrict acc) {
+  SumContigPortable<L>(x, y, n, c, acc);
 }
-template <>
-void SumContig<double>(const double* __restrict x, const double* __restrict y, int64_t n,
-                       const Consts& c, double* __restrict acc) {
-  SumContigIsa(x, y, n, c, acc);
-}
-template <>
-void ElemContig<float>(const float* __restrict x, const float* __restrict y,
-                       float* __restrict out, int64_t n, const Consts& c) {
-  ElemContigIsa(x, y, out, n, c);
-}
-template <>
-void ElemContig<double>(const double* __restrict x, const double* __restrict y,
-                        double* __restrict out, int64_t n, const Consts& c) {
-  ElemContigIsa(x, y, out, n, c);
+template <Loss L, typename T>
+void ElemContig(const T* __restrict x, const T* __restrict y, T* __restrict out, int64_t n,
+                const ConstsFor<L, T>& c) {
+  ElemContigPortable<L>(x, y, out, n, c);
 }
 #endif
 
-template <typename T>
-void SumStrided(const T* x, int64_t sx, const T* y, int64_t sy, int64_t n, const Consts& c,
-                double* __restrict acc) {
-  double a[kLanes];
-  for (int j = 0; j < kLanes; ++j) a[j] = acc[j];
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) a[j] += Loss(Load(x[(i + j) * sx]), Load(y[(i + j) * sy]), c);
-  }
-  for (int j = 0; i < n; ++i, ++j) a[j] += Loss(Load(x[i * sx]), Load(y[i * sy]), c);
-  for (int j = 0; j < kLanes; ++j) acc[j] = a[j];
-}
+// ---------------------------------------------------------------------------------------
+// Blocks, broadcasting, tasks: shared by both losses.
 
 // Visit the output flat range [start, end) of a broadcast plan as runs along the innermost
 // (coalesced) dimension: visit(x_ptr, y_ptr, run_length, flat_offset_of_run).
@@ -472,38 +679,38 @@ void ForEachRun(const T* x, const T* y, const BroadcastPlan& p, int64_t start, i
   }
 }
 
-template <typename T>
+template <Loss L, typename T>
 double BlockSum(const T* x, const T* y, const BroadcastPlan& p, int64_t start, int64_t end,
-                const Consts& c) {
+                const ConstsFor<L, T>& c) {
   double acc[kLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
   if (p.contiguous()) {
-    SumContig(x + start, y + start, end - start, c, acc);
+    SumContig<L>(x + start, y + start, end - start, c, acc);
   } else {
     const int64_t sx = p.x_stride[p.rank - 1], sy = p.y_stride[p.rank - 1];
     ForEachRun(x, y, p, start, end, [&](const T* xs, const T* ys, int64_t n, int64_t) {
       if (sx == 1 && sy == 1) {
-        SumContig(xs, ys, n, c, acc);
+        SumContig<L>(xs, ys, n, c, acc);
       } else {
-        SumStrided(xs, sx, ys, sy, n, c, acc);
+        SumStrided<L>(xs, sx, ys, sy, n, c, acc);
       }
     });
   }
   return CombineLanes(acc);
 }
 
-template <typename T>
+template <Loss L, typename T>
 void BlockElem(const T* x, const T* y, T* out, const BroadcastPlan& p, int64_t start,
-               int64_t end, const Consts& c) {
+               int64_t end, const ConstsFor<L, T>& c) {
   if (p.contiguous()) {
-    ElemContig(x + start, y + start, out + start, end - start, c);
+    ElemContig<L>(x + start, y + start, out + start, end - start, c);
     return;
   }
   const int64_t sx = p.x_stride[p.rank - 1], sy = p.y_stride[p.rank - 1];
   ForEachRun(x, y, p, start, end, [&](const T* xs, const T* ys, int64_t n, int64_t flat) {
     if (sx == 1 && sy == 1) {
-      ElemContig(xs, ys, out + flat, n, c);
+      ElemContig<L>(xs, ys, out + flat, n, c);
     } else {
-      ElemStrided(xs, sx, ys, sy, out + flat, n, c);
+      ElemStrided<L>(xs, sx, ys, sy, out + flat, n, c);
     }
   });
 }
@@ -516,13 +723,13 @@ double PairwiseSum(const double* v, int64_t n) {
   return PairwiseSum(v, h) + PairwiseSum(v + h, n - h);
 }
 
-template <typename T>
+template <Loss L, typename T>
 struct Task {
   const T* x;
   const T* y;
   T* out;  // 'none' only
   const BroadcastPlan* plan;
-  const Consts* consts;
+  const ConstsFor<L, T>* consts;
   double* partial;  // reductions only: one per block
   int64_t nblocks;
 };
@@ -536,8 +743,8 @@ inline size_t NumTasks(int64_t nblocks) {
 }
 
 // Calls fn(block, start, end) for the blocks of thread-pool task `task`.
-template <typename T, typename Fn>
-void ForTaskBlocks(const Task<T>& t, size_t task, Fn&& fn) {
+template <typename TaskT, typename Fn>
+void ForTaskBlocks(const TaskT& t, size_t task, Fn&& fn) {
   const int64_t b0 = static_cast<int64_t>(task) * kTaskBlocks;
   const int64_t b1 = std::min(b0 + kTaskBlocks, t.nblocks);
   for (int64_t b = b0; b < b1; ++b) {
@@ -546,19 +753,19 @@ void ForTaskBlocks(const Task<T>& t, size_t task, Fn&& fn) {
   }
 }
 
-template <typename T>
+template <Loss L, typename T>
 void RunElemTask(void* data, size_t task) {
-  const auto& t = *static_cast<const Task<T>*>(data);
+  const auto& t = *static_cast<const Task<L, T>*>(data);
   ForTaskBlocks(t, task, [&t](int64_t, int64_t start, int64_t end) {
-    BlockElem(t.x, t.y, t.out, *t.plan, start, end, *t.consts);
+    BlockElem<L>(t.x, t.y, t.out, *t.plan, start, end, *t.consts);
   });
 }
 
-template <typename T>
+template <Loss L, typename T>
 void RunSumTask(void* data, size_t task) {
-  const auto& t = *static_cast<const Task<T>*>(data);
+  const auto& t = *static_cast<const Task<L, T>*>(data);
   ForTaskBlocks(t, task, [&t](int64_t b, int64_t start, int64_t end) {
-    t.partial[b] = BlockSum(t.x, t.y, *t.plan, start, end, *t.consts);
+    t.partial[b] = BlockSum<L>(t.x, t.y, *t.plan, start, end, *t.consts);
   });
 }
 
@@ -575,6 +782,48 @@ void Run(const Parallel& par, void (*fn)(void*, size_t), size_t total, void* dat
 // larger inputs allocate once per call, which is negligible next to reading 2^24+ elements.
 constexpr int64_t kStackBlocks = 1024;
 
+template <Loss L, typename T>
+bool SumImpl(const T* x, const T* y, const BroadcastPlan& plan, const Attrs& attrs,
+             const Parallel& parallel, double* sum) {
+  const ConstsFor<L, T> c(attrs);
+  const int64_t nblocks = (plan.numel + kBlock - 1) / kBlock;
+  if (nblocks <= 1) {  // small-N path: no scratch, no thread pool
+    *sum = nblocks == 0 ? 0.0 : BlockSum<L>(x, y, plan, 0, plan.numel, c);
+    return true;
+  }
+  double stack_partial[kStackBlocks];
+  std::unique_ptr<double[]> heap_partial;
+  double* partial = stack_partial;
+  if (nblocks > kStackBlocks) {
+    heap_partial.reset(new (std::nothrow) double[static_cast<size_t>(nblocks)]);
+    if (!heap_partial) return false;
+    partial = heap_partial.get();
+  }
+  Task<L, T> task{x, y, nullptr, &plan, &c, partial, nblocks};
+  Run(parallel, &RunSumTask<L, T>, NumTasks(nblocks), &task);
+  *sum = PairwiseSum(partial, nblocks);
+  return true;
+}
+
+template <Loss L, typename T>
+bool ForwardImpl(const T* x, const T* y, T* out, const BroadcastPlan& plan, const Attrs& attrs,
+                 const Parallel& parallel) {
+  if (attrs.reduction == Reduction::kNone) {
+    const ConstsFor<L, T> c(attrs);
+    const int64_t nblocks = (plan.numel + kBlock - 1) / kBlock;
+    Task<L, T> task{x, y, out, &plan, &c, nullptr, nblocks};
+    Run(parallel, &RunElemTask<L, T>, NumTasks(nblocks), &task);
+    return true;
+  }
+  double sum = 0.0;
+  if (!SumImpl<L>(x, y, plan, attrs, parallel, &sum)) return false;
+  // 'mean' of an empty input is 0/0 = NaN, as SPEC requires.
+  const double value =
+      attrs.reduction == Reduction::kMean ? sum / static_cast<double>(plan.numel) : sum;
+  out[0] = Store<T>(value);
+  return true;
+}
+
 }  // namespace
 
 int SetIsaForTesting(int level) {
@@ -590,52 +839,25 @@ int SetIsaForTesting(int level) {
 }
 
 template <typename T>
-bool SmoothL1Sum(const T* x, const T* y, const BroadcastPlan& plan, const Attrs& attrs,
-                 const Parallel& parallel, double* sum) {
-  const Consts c(attrs);
-  const int64_t nblocks = (plan.numel + kBlock - 1) / kBlock;
-  if (nblocks <= 1) {  // small-N path: no scratch, no thread pool
-    *sum = nblocks == 0 ? 0.0 : BlockSum(x, y, plan, 0, plan.numel, c);
-    return true;
-  }
-  double stack_partial[kStackBlocks];
-  std::unique_ptr<double[]> heap_partial;
-  double* partial = stack_partial;
-  if (nblocks > kStackBlocks) {
-    heap_partial.reset(new (std::nothrow) double[static_cast<size_t>(nblocks)]);
-    if (!heap_partial) return false;
-    partial = heap_partial.get();
-  }
-  Task<T> task{x, y, nullptr, &plan, &c, partial, nblocks};
-  Run(parallel, &RunSumTask<T>, NumTasks(nblocks), &task);
-  *sum = PairwiseSum(partial, nblocks);
-  return true;
+bool LossSum(const T* x, const T* y, const BroadcastPlan& plan, const Attrs& attrs,
+             const Parallel& parallel, double* sum) {
+  return attrs.loss == Loss::kHuber ? SumImpl<Loss::kHuber>(x, y, plan, attrs, parallel, sum)
+                                    : SumImpl<Loss::kSmoothL1>(x, y, plan, attrs, parallel, sum);
 }
 
 template <typename T>
-bool SmoothL1Forward(const T* x, const T* y, T* out, const BroadcastPlan& plan,
-                     const Attrs& attrs, const Parallel& parallel) {
-  if (attrs.reduction == Reduction::kNone) {
-    const Consts c(attrs);
-    const int64_t nblocks = (plan.numel + kBlock - 1) / kBlock;
-    Task<T> task{x, y, out, &plan, &c, nullptr, nblocks};
-    Run(parallel, &RunElemTask<T>, NumTasks(nblocks), &task);
-    return true;
-  }
-  double sum = 0.0;
-  if (!SmoothL1Sum(x, y, plan, attrs, parallel, &sum)) return false;
-  // 'mean' of an empty input is 0/0 = NaN, as SPEC requires.
-  const double value =
-      attrs.reduction == Reduction::kMean ? sum / static_cast<double>(plan.numel) : sum;
-  out[0] = Store<T>(value);
-  return true;
+bool LossForward(const T* x, const T* y, T* out, const BroadcastPlan& plan, const Attrs& attrs,
+                 const Parallel& parallel) {
+  return attrs.loss == Loss::kHuber
+             ? ForwardImpl<Loss::kHuber>(x, y, out, plan, attrs, parallel)
+             : ForwardImpl<Loss::kSmoothL1>(x, y, out, plan, attrs, parallel);
 }
 
 #define SMOOTHL1_INSTANTIATE(T)                                                              \
-  template bool SmoothL1Forward<T>(const T*, const T*, T*, const BroadcastPlan&,           \
-                                   const Attrs&, const Parallel&);                         \
-  template bool SmoothL1Sum<T>(const T*, const T*, const BroadcastPlan&, const Attrs&,     \
-                               const Parallel&, double*);
+  template bool LossForward<T>(const T*, const T*, T*, const BroadcastPlan&, const Attrs&,  \
+                               const Parallel&);                                            \
+  template bool LossSum<T>(const T*, const T*, const BroadcastPlan&, const Attrs&,          \
+                           const Parallel&, double*);
 
 SMOOTHL1_INSTANTIATE(float)
 SMOOTHL1_INSTANTIATE(double)

@@ -1,11 +1,20 @@
-// SmoothL1Loss CPU kernels as plain C++ functions over pointers and sizes: no onnxruntime
-// types, so they are tested alone (custom_op/tests/smooth_l1_cpu_test.cc) and the ORT
-// registration (custom_op/smooth_l1_ops.cc) is a thin adapter.
+// SmoothL1Loss and HuberLoss CPU kernels as plain C++ functions over pointers and sizes: no
+// onnxruntime types, so they are tested alone (custom_op/tests/smooth_l1_cpu_test.cc) and the
+// ORT registration (custom_op/smooth_l1_ops.cc) is a thin adapter. Both losses run the same
+// loops (blocks, lanes, ISA variants, broadcasting, threading); the formula is a template
+// parameter of them (attrs.loss picks it once per call).
 //
-// Numerics (README, "CPU kernel"): every element is computed in double
-//   d = |x - y|;  l = d < beta ? d * d * (0.5 / beta) : d - 0.5 * beta
-// (0.5 / beta precomputed, 0 when beta == 0, so beta == 0 is exactly l = d), and rounded
-// once to the element type for 'none'. 'mean'/'sum' accumulate in double.
+// Numerics (README, "CPU kernel"):
+// - SmoothL1Loss: every element is computed in double
+//     d = |x - y|;  l = d < beta ? d * d * (0.5 / beta) : d - 0.5 * beta
+//   (0.5 / beta precomputed, 0 when beta == 0, so beta == 0 is exactly l = d).
+// - HuberLoss: torch's CPU formula in torch's compute type and order,
+//     d = |x - y|;  l = d < delta ? (d * d) * 0.5 : delta * (d - 0.5 * delta)
+//   in float for float32 / float16 / bfloat16 (half types widened exactly to float, as torch
+//   does for float16), in double for float64; so float32 and float16 'none' equal torch's
+//   result bitwise, and bfloat16 (which torch rounds after every operation) is rounded once.
+// Elements are rounded once to the element type for 'none'; 'mean'/'sum' accumulate the
+// element losses (exactly widened to double) in double.
 //
 // Determinism: the flat element range is cut into fixed blocks of kBlock elements,
 // independent of the thread count. Each block's sum is computed with kLanes fixed
@@ -47,18 +56,18 @@ struct Parallel {
   void* ctx = nullptr;
 };
 
-// Compute SmoothL1Loss of ``x`` and ``y`` laid out as described by ``plan`` (both
+// Compute the loss ``attrs.loss`` of ``x`` and ``y`` laid out as described by ``plan`` (both
 // contiguous in their own, un-broadcast shapes). ``out`` holds plan.numel elements for
 // 'none', one element for 'mean'/'sum'. Returns false only when scratch memory for a very
 // large reduction could not be allocated.
 template <typename T>
-bool SmoothL1Forward(const T* x, const T* y, T* out, const BroadcastPlan& plan,
+bool LossForward(const T* x, const T* y, T* out, const BroadcastPlan& plan,
                      const Attrs& attrs, const Parallel& parallel);
 
 // The double-precision sum of the element losses (the value 'sum' rounds, 'mean' divides).
-// Exposed for tests; SmoothL1Forward uses it.
+// Exposed for tests; LossForward uses it.
 template <typename T>
-bool SmoothL1Sum(const T* x, const T* y, const BroadcastPlan& plan, const Attrs& attrs,
+bool LossSum(const T* x, const T* y, const BroadcastPlan& plan, const Attrs& attrs,
                  const Parallel& parallel, double* sum);
 
 // Which instruction-set variant of the float/double loops runs: 0 baseline (SSE2), 1 AVX2,

@@ -1,4 +1,6 @@
-// CUDA kernels for onnx_smoothl1::SmoothL1Loss (see smooth_l1_cuda.h for the interface).
+// CUDA kernels for onnx_smoothl1::SmoothL1Loss and onnx_smoothl1::HuberLoss (see
+// smooth_l1_cuda.h for the interface). Both losses run the same kernels: the element formula
+// is a template parameter (Form) of every kernel and per-thread function.
 //
 // Design
 // - Equal shapes (plan->rank == 0) with 16-byte aligned pointers: one streaming pass with
@@ -7,9 +9,11 @@
 //   grid-stride loop whose assignment of elements to threads depends only on n and the grid.
 //   Anything else (broadcast, unaligned views) takes the strided kernels: one element per
 //   thread per step, int64 index arithmetic over at most SMOOTHL1_CUDA_MAX_RANK dims.
-// - Element loss: float64 inputs in double; float32 inputs in double too (the difference
-//   x - y is then exact and 'none' is correctly rounded); float16/bfloat16 in float (exact
-//   conversion, a few float roundings, far below the output type's rounding).
+// - Element loss, SmoothL1Loss: float64 inputs in double; float32 inputs in double too (the
+//   difference x - y is then exact and 'none' is correctly rounded); float16/bfloat16 in
+//   float (exact conversion, a few float roundings, far below the output type's rounding).
+//   HuberLoss: torch's compute type and order (as the CPU kernel): float for float32,
+//   float16 and bfloat16 (rounded once to the output type), double for float64.
 // - 'mean'/'sum': every thread accumulates in double in a fixed order; a fixed warp-shuffle
 //   tree reduces the block into partials[blockIdx.x] (scratch); one block then sums the
 //   partials in a fixed order and writes the scalar. No atomics: bitwise reproducible.
@@ -58,16 +62,25 @@ int fail(char* err, size_t err_len, const char* fmt, ...) {
   do {                                                                                       \
     cudaError_t status_ = (call);                                                            \
     if (status_ != cudaSuccess)                                                              \
-      return fail(err, err_len, "SmoothL1Loss (CUDA): %s failed: %s (%s)", #call,           \
+      return fail(err, err_len, "CUDA kernel: %s failed: %s (%s)", #call,           \
                   cudaGetErrorString(status_), cudaGetErrorName(status_));                   \
   } while (0)
 
 // ---------------------------------------------------------------------------------------
 // Element arithmetic.
 
+// The formula's constants. beta is SmoothL1Loss's beta or HuberLoss's delta (then
+// half_beta = 0.5 * delta; half_over_beta and inv_beta_f are unused).
 struct Params {
   double beta, half_beta, half_over_beta;  // double compute
   float beta_f, half_beta_f, inv_beta_f;  // float compute
+};
+
+// Which element formula a kernel computes (a template parameter of every kernel).
+enum Form : int {
+  kFormSmoothL1 = 0,  // SmoothL1Loss, beta > 0
+  kFormL1 = 1,        // SmoothL1Loss, beta == 0: |x - y| (no division anywhere)
+  kFormHuber = 2      // HuberLoss
 };
 
 template <typename T>
@@ -120,11 +133,18 @@ SL1_HD T from_compute(C v) {
 // In float it is (0.5*d)*(d*(1/beta)): d*(1/beta) < ~1 there, so nothing overflows for
 // inputs whose square would (bfloat16 reaches 3e38); the launcher uses double where 1/beta
 // is not finite in float. NaN fails `d < beta` and propagates through d - 0.5*beta.
-template <typename C, bool L1>
+// HuberLoss is torch's d < delta ? (d * d) * 0.5 : delta * (d - 0.5 * delta), in C.
+template <typename C, int F>
 SL1_HD C element_loss(C x, C y, const Params& p) {
   const C d = fabs(x - y);
-  if constexpr (L1) {
+  if constexpr (F == kFormL1) {
     return d;
+  } else if constexpr (F == kFormHuber) {
+    if constexpr (std::is_same<C, double>::value) {
+      return d < p.beta ? d * d * 0.5 : p.beta * (d - p.half_beta);
+    } else {
+      return d < p.beta_f ? d * d * 0.5f : p.beta_f * (d - p.half_beta_f);
+    }
   } else if constexpr (std::is_same<C, double>::value) {
     return d < p.beta ? d * d * p.half_over_beta : d - p.half_beta;
   } else {
@@ -165,13 +185,13 @@ SL1_HD void store_vec(T* base, int64_t i, const Vec<T>& v) {
 }
 
 // Sum of one vector's element losses, as a double.
-template <typename T, typename C, bool L1>
+template <typename T, typename C, int F>
 SL1_HD double vec_loss_sum(const Vec<T>& a, const Vec<T>& b, const Params& p) {
   constexpr int N = Vec<T>::kN;
   if constexpr (std::is_same<C, double>::value) {
     double s = 0.0;
 SL1_UNROLL
-    for (int k = 0; k < N; ++k) s += element_loss<double, L1>(to_compute<double>(a.v[k]),
+    for (int k = 0; k < N; ++k) s += element_loss<double, F>(to_compute<double>(a.v[k]),
                                                                to_compute<double>(b.v[k]), p);
     return s;
   } else {
@@ -180,7 +200,7 @@ SL1_UNROLL
     // while the double total, e.g. for 'mean', stays finite).
     float l[N];
 SL1_UNROLL
-    for (int k = 0; k < N; ++k) l[k] = element_loss<float, L1>(to_float(a.v[k]), to_float(b.v[k]), p);
+    for (int k = 0; k < N; ++k) l[k] = element_loss<float, F>(to_float(a.v[k]), to_float(b.v[k]), p);
 SL1_UNROLL
     for (int w = 1; w < N; w *= 2) {
 SL1_UNROLL
@@ -190,17 +210,17 @@ SL1_UNROLL
     double s = 0.0;
 SL1_UNROLL
     for (int k = 0; k < N; ++k)
-      s += static_cast<double>(element_loss<float, L1>(to_float(a.v[k]), to_float(b.v[k]), p));
+      s += static_cast<double>(element_loss<float, F>(to_float(a.v[k]), to_float(b.v[k]), p));
     return s;
   }
 }
 
-template <typename T, typename C, bool L1>
+template <typename T, typename C, int F>
 SL1_HD Vec<T> vec_loss(const Vec<T>& a, const Vec<T>& b, const Params& p) {
   Vec<T> o;
 SL1_UNROLL
   for (int k = 0; k < Vec<T>::kN; ++k)
-    o.v[k] = from_compute<T, C>(element_loss<C, L1>(to_compute<C>(a.v[k]), to_compute<C>(b.v[k]), p));
+    o.v[k] = from_compute<T, C>(element_loss<C, F>(to_compute<C>(a.v[k]), to_compute<C>(b.v[k]), p));
   return o;
 }
 
@@ -226,7 +246,7 @@ SL1_UNROLL
 
 // Per-thread work of thread `tid` of `stride` threads in all (grid-stride loops). The
 // assignment of elements to threads depends only on n and the grid: deterministic.
-template <typename T, typename C, bool L1>
+template <typename T, typename C, int F>
 SL1_HD double thread_sum_contig(const T* __restrict__ x, const T* __restrict__ y, int64_t n,
                                 const Params& p, int64_t tid, int64_t stride) {
   constexpr int V = Vec<T>::kN;
@@ -241,18 +261,18 @@ SL1_UNROLL
       b[u] = load_vec(y, i + u * stride);
     }
 SL1_UNROLL
-    for (int u = 0; u < kUnroll; ++u) acc += vec_loss_sum<T, C, L1>(a[u], b[u], p);
+    for (int u = 0; u < kUnroll; ++u) acc += vec_loss_sum<T, C, F>(a[u], b[u], p);
   }
-  for (; i < nvec; i += stride) acc += vec_loss_sum<T, C, L1>(load_vec(x, i), load_vec(y, i), p);
+  for (; i < nvec; i += stride) acc += vec_loss_sum<T, C, F>(load_vec(x, i), load_vec(y, i), p);
   const int64_t tail = n - nvec * V;  // < V elements after the last full vector
   if (tid < tail) {
     const int64_t e = nvec * V + tid;
-    acc += static_cast<double>(element_loss<C, L1>(to_compute<C>(x[e]), to_compute<C>(y[e]), p));
+    acc += static_cast<double>(element_loss<C, F>(to_compute<C>(x[e]), to_compute<C>(y[e]), p));
   }
   return acc;
 }
 
-template <typename T, typename C, bool L1>
+template <typename T, typename C, int F>
 SL1_HD void thread_none_contig(const T* __restrict__ x, const T* __restrict__ y,
                                T* __restrict__ out, int64_t n, const Params& p, int64_t tid,
                                int64_t stride) {
@@ -267,13 +287,13 @@ SL1_UNROLL
       b[u] = load_vec(y, i + u * stride);
     }
 SL1_UNROLL
-    for (int u = 0; u < kUnroll; ++u) store_vec(out, i + u * stride, vec_loss<T, C, L1>(a[u], b[u], p));
+    for (int u = 0; u < kUnroll; ++u) store_vec(out, i + u * stride, vec_loss<T, C, F>(a[u], b[u], p));
   }
-  for (; i < nvec; i += stride) store_vec(out, i, vec_loss<T, C, L1>(load_vec(x, i), load_vec(y, i), p));
+  for (; i < nvec; i += stride) store_vec(out, i, vec_loss<T, C, F>(load_vec(x, i), load_vec(y, i), p));
   const int64_t tail = n - nvec * V;
   if (tid < tail) {
     const int64_t e = nvec * V + tid;
-    out[e] = from_compute<T, C>(element_loss<C, L1>(to_compute<C>(x[e]), to_compute<C>(y[e]), p));
+    out[e] = from_compute<T, C>(element_loss<C, F>(to_compute<C>(x[e]), to_compute<C>(y[e]), p));
   }
 }
 
@@ -294,7 +314,7 @@ SL1_UNROLL
   }
 }
 
-template <typename T, typename C, bool L1>
+template <typename T, typename C, int F>
 SL1_HD double thread_sum_strided(const T* __restrict__ x, const T* __restrict__ y,
                                  const SmoothL1CudaPlan& plan, const Params& p, int64_t tid,
                                  int64_t stride) {
@@ -302,19 +322,19 @@ SL1_HD double thread_sum_strided(const T* __restrict__ x, const T* __restrict__ 
   for (int64_t i = tid; i < plan.n; i += stride) {
     int64_t xo, yo;
     strided_offsets(plan, i, xo, yo);
-    acc += static_cast<double>(element_loss<C, L1>(to_compute<C>(x[xo]), to_compute<C>(y[yo]), p));
+    acc += static_cast<double>(element_loss<C, F>(to_compute<C>(x[xo]), to_compute<C>(y[yo]), p));
   }
   return acc;
 }
 
-template <typename T, typename C, bool L1>
+template <typename T, typename C, int F>
 SL1_HD void thread_none_strided(const T* __restrict__ x, const T* __restrict__ y,
                                 T* __restrict__ out, const SmoothL1CudaPlan& plan,
                                 const Params& p, int64_t tid, int64_t stride) {
   for (int64_t i = tid; i < plan.n; i += stride) {
     int64_t xo, yo;
     strided_offsets(plan, i, xo, yo);
-    out[i] = from_compute<T, C>(element_loss<C, L1>(to_compute<C>(x[xo]), to_compute<C>(y[yo]), p));
+    out[i] = from_compute<T, C>(element_loss<C, F>(to_compute<C>(x[xo]), to_compute<C>(y[yo]), p));
   }
 }
 
@@ -332,34 +352,34 @@ __device__ __forceinline__ int64_t grid_threads() {
   return static_cast<int64_t>(gridDim.x) * kThreads;
 }
 
-template <typename T, typename C, bool L1>
+template <typename T, typename C, int F>
 __global__ void __launch_bounds__(kThreads)
     reduce_contig(const T* __restrict__ x, const T* __restrict__ y, int64_t n, Params p,
                   double* __restrict__ partials) {
-  const double acc = block_sum(thread_sum_contig<T, C, L1>(x, y, n, p, global_tid(), grid_threads()));
+  const double acc = block_sum(thread_sum_contig<T, C, F>(x, y, n, p, global_tid(), grid_threads()));
   if (threadIdx.x == 0) partials[blockIdx.x] = acc;
 }
 
-template <typename T, typename C, bool L1>
+template <typename T, typename C, int F>
 __global__ void __launch_bounds__(kThreads)
     none_contig(const T* __restrict__ x, const T* __restrict__ y, T* __restrict__ out,
                 int64_t n, Params p) {
-  thread_none_contig<T, C, L1>(x, y, out, n, p, global_tid(), grid_threads());
+  thread_none_contig<T, C, F>(x, y, out, n, p, global_tid(), grid_threads());
 }
 
-template <typename T, typename C, bool L1>
+template <typename T, typename C, int F>
 __global__ void __launch_bounds__(kThreads)
     reduce_strided(const T* __restrict__ x, const T* __restrict__ y, const SmoothL1CudaPlan plan,
                    Params p, double* __restrict__ partials) {
-  const double acc = block_sum(thread_sum_strided<T, C, L1>(x, y, plan, p, global_tid(), grid_threads()));
+  const double acc = block_sum(thread_sum_strided<T, C, F>(x, y, plan, p, global_tid(), grid_threads()));
   if (threadIdx.x == 0) partials[blockIdx.x] = acc;
 }
 
-template <typename T, typename C, bool L1>
+template <typename T, typename C, int F>
 __global__ void __launch_bounds__(kThreads)
     none_strided(const T* __restrict__ x, const T* __restrict__ y, T* __restrict__ out,
                  const SmoothL1CudaPlan plan, Params p) {
-  thread_none_strided<T, C, L1>(x, y, out, plan, p, global_tid(), grid_threads());
+  thread_none_strided<T, C, F>(x, y, out, plan, p, global_tid(), grid_threads());
 }
 
 // Stage two: one block sums `count` partials in a fixed order; mean divides by n (n == 0
@@ -383,11 +403,11 @@ std::atomic<int> g_sm_count[kMaxDevices];
 
 int sm_count(int device, int* out, char* err, size_t err_len) {
   if (device < 0 || device >= kMaxDevices)
-    return fail(err, err_len, "SmoothL1Loss (CUDA): device ordinal %d out of range", device);
+    return fail(err, err_len, "CUDA kernel: device ordinal %d out of range", device);
   int v = g_sm_count[device].load(std::memory_order_relaxed);
   if (v <= 0) {
     SL1_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, device));
-    if (v <= 0) return fail(err, err_len, "SmoothL1Loss (CUDA): device reports %d SMs", v);
+    if (v <= 0) return fail(err, err_len, "CUDA kernel: device reports %d SMs", v);
     g_sm_count[device].store(v, std::memory_order_relaxed);
   }
   *out = v;
@@ -411,6 +431,7 @@ int blocks_per_sm(int device, int* out, char* err, size_t err_len) {
 }
 
 struct Launch {
+  int loss;  // SmoothL1CudaLoss
   int dtype, reduction;
   const void* x;
   const void* y;
@@ -448,7 +469,7 @@ int grid_for(const Launch& L, int64_t work_blocks, int* grid) {
   return 0;
 }
 
-template <typename T, typename C, bool L1>
+template <typename T, typename C, int F>
 int run_typed(const Launch& L) {
   char* err = L.err;
   size_t err_len = L.err_len;
@@ -461,13 +482,13 @@ int run_typed(const Launch& L) {
     if (n == 0 && !L.grid_only) return 0;
     int grid = 0;
     if (L.contiguous) {
-      if (grid_for<none_contig<T, C, L1>>(L, (n / V + kThreads - 1) / kThreads, &grid)) return 1;
+      if (grid_for<none_contig<T, C, F>>(L, (n / V + kThreads - 1) / kThreads, &grid)) return 1;
       if (L.grid_only) return *L.grid_only = grid, 0;
-      none_contig<T, C, L1><<<grid, kThreads, 0, L.stream>>>(x, y, out, n, L.params);
+      none_contig<T, C, F><<<grid, kThreads, 0, L.stream>>>(x, y, out, n, L.params);
     } else {
-      if (grid_for<none_strided<T, C, L1>>(L, (n + kThreads - 1) / kThreads, &grid)) return 1;
+      if (grid_for<none_strided<T, C, F>>(L, (n + kThreads - 1) / kThreads, &grid)) return 1;
       if (L.grid_only) return *L.grid_only = grid, 0;
-      none_strided<T, C, L1><<<grid, kThreads, 0, L.stream>>>(x, y, out, *L.plan, L.params);
+      none_strided<T, C, F><<<grid, kThreads, 0, L.stream>>>(x, y, out, *L.plan, L.params);
     }
     SL1_CUDA_CHECK(cudaGetLastError());
     return 0;
@@ -475,21 +496,21 @@ int run_typed(const Launch& L) {
   int grid = 0;
   if (n > 0) {
     if (L.contiguous) {
-      if (grid_for<reduce_contig<T, C, L1>>(L, (n / V + kThreads - 1) / kThreads, &grid)) return 1;
+      if (grid_for<reduce_contig<T, C, F>>(L, (n / V + kThreads - 1) / kThreads, &grid)) return 1;
     } else {
-      if (grid_for<reduce_strided<T, C, L1>>(L, (n + kThreads - 1) / kThreads, &grid)) return 1;
+      if (grid_for<reduce_strided<T, C, F>>(L, (n + kThreads - 1) / kThreads, &grid)) return 1;
     }
   }
   if (L.grid_only) return *L.grid_only = grid, 0;
   if (static_cast<size_t>(grid) * sizeof(double) > L.scratch_bytes)
     return fail(err, err_len,
-                "SmoothL1Loss (CUDA): scratch buffer of %zu bytes is too small (%zu needed)",
+                "CUDA kernel: scratch buffer of %zu bytes is too small (%zu needed)",
                 L.scratch_bytes, static_cast<size_t>(grid) * sizeof(double));
   if (grid > 0) {
     if (L.contiguous) {
-      reduce_contig<T, C, L1><<<grid, kThreads, 0, L.stream>>>(x, y, n, L.params, L.partials);
+      reduce_contig<T, C, F><<<grid, kThreads, 0, L.stream>>>(x, y, n, L.params, L.partials);
     } else {
-      reduce_strided<T, C, L1><<<grid, kThreads, 0, L.stream>>>(x, y, *L.plan, L.params, L.partials);
+      reduce_strided<T, C, F><<<grid, kThreads, 0, L.stream>>>(x, y, *L.plan, L.params, L.partials);
     }
     SL1_CUDA_CHECK(cudaGetLastError());
   }
@@ -499,15 +520,37 @@ int run_typed(const Launch& L) {
   return 0;
 }
 
-template <typename T, typename C>
-int run_beta(const Launch& L) {
-  return L.params.beta == 0.0 ? run_typed<T, C, true>(L) : run_typed<T, C, false>(L);
+// The element formula of a launch: HuberLoss, SmoothL1Loss, or SmoothL1Loss's beta == 0 (L1).
+inline int form_of(const Launch& L) {
+  if (L.loss == SMOOTHL1_CUDA_LOSS_HUBER) return kFormHuber;
+  return L.params.beta == 0.0 ? kFormL1 : kFormSmoothL1;
+}
+
+// Calls exec.template go<T, C, F>(L) for the launch's formula F (device launcher or the CPU
+// emulation of test_cuda_kernels.cu: the same selection either way).
+template <typename T, typename C, typename Exec>
+int with_form(const Launch& L, Exec& exec) {
+  switch (form_of(L)) {
+    case kFormHuber: return exec.template go<T, C, kFormHuber>(L);
+    case kFormL1: return exec.template go<T, C, kFormL1>(L);
+    default: return exec.template go<T, C, kFormSmoothL1>(L);
+  }
 }
 
 // Picks the element type and compute type and hands them to exec.run<T, C>(L): the device
 // launcher below, or the CPU emulation in test_cuda_emulated (same selection either way).
 template <typename Exec>
 int dispatch_to(Launch& L, Exec& exec) {
+  if (L.loss == SMOOTHL1_CUDA_LOSS_HUBER) {  // torch's compute types (file comment)
+    switch (L.dtype) {
+      case SMOOTHL1_CUDA_F16: return exec.template run<__half, float>(L);
+      case SMOOTHL1_CUDA_BF16: return exec.template run<__nv_bfloat16, float>(L);
+      case SMOOTHL1_CUDA_F32: return exec.template run<float, float>(L);
+      case SMOOTHL1_CUDA_F64: return exec.template run<double, double>(L);
+      default:
+        return fail(L.err, L.err_len, "CUDA kernel: unsupported element type code %d", L.dtype);
+    }
+  }
   const double beta = L.params.beta;
   // float compute needs beta exact in float and a finite float 1/beta.
   const float beta_f = static_cast<float>(beta);
@@ -524,7 +567,7 @@ int dispatch_to(Launch& L, Exec& exec) {
     case SMOOTHL1_CUDA_F64:
       return exec.template run<double, double>(L);
     default:
-      return fail(L.err, L.err_len, "SmoothL1Loss (CUDA): unsupported element type code %d",
+      return fail(L.err, L.err_len, "CUDA kernel: unsupported element type code %d",
                   L.dtype);
   }
 }
@@ -532,7 +575,11 @@ int dispatch_to(Launch& L, Exec& exec) {
 struct DeviceExec {
   template <typename T, typename C>
   int run(const Launch& L) {
-    return run_beta<T, C>(L);
+    return with_form<T, C>(L, *this);
+  }
+  template <typename T, typename C, int F>
+  int go(const Launch& L) {
+    return run_typed<T, C, F>(L);
   }
 };
 
@@ -541,28 +588,35 @@ int dispatch(Launch& L) {
   return dispatch_to(L, exec);
 }
 
-int prepare(Launch& L, int dtype, int reduction, double beta, const void* x, const void* y,
-            void* out, const SmoothL1CudaPlan* plan, void* scratch, size_t scratch_bytes,
-            void* stream, const SmoothL1CudaTuning* tuning, char* err, size_t err_len) {
+// `beta` is SmoothL1Loss's beta or HuberLoss's delta (by `loss`).
+int prepare(Launch& L, int loss, int dtype, int reduction, double beta, const void* x,
+            const void* y, void* out, const SmoothL1CudaPlan* plan, void* scratch,
+            size_t scratch_bytes, void* stream, const SmoothL1CudaTuning* tuning, char* err,
+            size_t err_len) {
   if (err && err_len) err[0] = '\0';
-  if (plan == nullptr) return fail(err, err_len, "SmoothL1Loss (CUDA): null plan");
+  if (plan == nullptr) return fail(err, err_len, "CUDA kernel: null plan");
+  if (loss != SMOOTHL1_CUDA_LOSS_SMOOTH_L1 && loss != SMOOTHL1_CUDA_LOSS_HUBER)
+    return fail(err, err_len, "CUDA kernel: unknown loss code %d", loss);
   if (reduction != SMOOTHL1_CUDA_NONE && reduction != SMOOTHL1_CUDA_MEAN &&
       reduction != SMOOTHL1_CUDA_SUM)
-    return fail(err, err_len, "SmoothL1Loss (CUDA): unknown reduction code %d", reduction);
+    return fail(err, err_len, "CUDA kernel: unknown reduction code %d", reduction);
+  if (loss == SMOOTHL1_CUDA_LOSS_HUBER && !(beta > 0.0 && std::isfinite(beta)))
+    return fail(err, err_len, "CUDA kernel: delta must be a finite float > 0, got %g", beta);
   if (!(beta >= 0.0))  // +inf is allowed (SPEC/spec.check_beta): every finite d is quadratic
-    return fail(err, err_len, "SmoothL1Loss (CUDA): beta must be >= 0, got %g", beta);
+    return fail(err, err_len, "CUDA kernel: beta must be >= 0, got %g", beta);
   if (plan->n < 0 || plan->rank < 0 || plan->rank > SMOOTHL1_CUDA_MAX_RANK)
-    return fail(err, err_len, "SmoothL1Loss (CUDA): invalid plan (n=%lld, rank=%d)",
+    return fail(err, err_len, "CUDA kernel: invalid plan (n=%lld, rank=%d)",
                 static_cast<long long>(plan->n), plan->rank);
   if (plan->n > 0 && (x == nullptr || y == nullptr))
-    return fail(err, err_len, "SmoothL1Loss (CUDA): null input pointer");
+    return fail(err, err_len, "CUDA kernel: null input pointer");
   if (out == nullptr && (reduction != SMOOTHL1_CUDA_NONE || plan->n > 0))
-    return fail(err, err_len, "SmoothL1Loss (CUDA): null output pointer");
+    return fail(err, err_len, "CUDA kernel: null output pointer");
   if (reduction != SMOOTHL1_CUDA_NONE && plan->n > 0 &&
       (scratch == nullptr || reinterpret_cast<uintptr_t>(scratch) % alignof(double) != 0))
-    return fail(err, err_len, "SmoothL1Loss (CUDA): scratch must be a non-null, 8-byte aligned "
+    return fail(err, err_len, "CUDA kernel: scratch must be a non-null, 8-byte aligned "
                               "device pointer");
   L = Launch{};
+  L.loss = loss;
   L.dtype = dtype;
   L.reduction = reduction;
   L.x = x;
@@ -579,7 +633,9 @@ int prepare(Launch& L, int dtype, int reduction, double beta, const void* x, con
   L.params.half_beta = 0.5 * beta;
   L.params.half_over_beta = beta > 0.0 ? 0.5 / beta : 0.0;  // beta = inf: quadratic gives 0
   L.params.beta_f = static_cast<float>(beta);
-  L.params.half_beta_f = 0.5f * L.params.beta_f;
+  // HuberLoss in float: torch's scalar_t(delta * 0.5), delta * 0.5 taken in double.
+  L.params.half_beta_f = loss == SMOOTHL1_CUDA_LOSS_HUBER ? static_cast<float>(0.5 * beta)
+                                                          : 0.5f * L.params.beta_f;
   L.params.inv_beta_f = beta > 0.0 ? 1.0f / L.params.beta_f : 0.0f;
   // The vector kernels need equal shapes and 16-byte aligned x, y (and out for 'none').
   auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
@@ -607,18 +663,38 @@ static const SmoothL1CudaPlan* effective_plan(const Launch& L, SmoothL1CudaPlan*
   return tmp;
 }
 
+extern "C" int smooth_l1_cuda_loss_tuned(int loss, int dtype, int reduction, double param,
+                                         const void* x, const void* y, void* out,
+                                         const SmoothL1CudaPlan* plan, void* scratch,
+                                         size_t scratch_bytes, void* stream,
+                                         const SmoothL1CudaTuning* tuning, char* err,
+                                         size_t err_len) {
+  Launch L{};
+  if (smoothl1_cuda::prepare(L, loss, dtype, reduction, param, x, y, out, plan, scratch,
+                             scratch_bytes, stream, tuning, err, err_len))
+    return 1;
+  SmoothL1CudaPlan tmp;
+  L.plan = effective_plan(L, &tmp);
+  return smoothl1_cuda::dispatch(L);
+}
+
+extern "C" int smooth_l1_cuda_loss(int loss, int dtype, int reduction, double param,
+                                   const void* x, const void* y, void* out,
+                                   const SmoothL1CudaPlan* plan, void* scratch,
+                                   size_t scratch_bytes, void* stream, char* err,
+                                   size_t err_len) {
+  return smooth_l1_cuda_loss_tuned(loss, dtype, reduction, param, x, y, out, plan, scratch,
+                                   scratch_bytes, stream, nullptr, err, err_len);
+}
+
 extern "C" int smooth_l1_cuda_tuned(int dtype, int reduction, double beta, const void* x,
                                     const void* y, void* out, const SmoothL1CudaPlan* plan,
                                     void* scratch, size_t scratch_bytes, void* stream,
                                     const SmoothL1CudaTuning* tuning, char* err,
                                     size_t err_len) {
-  Launch L{};
-  if (smoothl1_cuda::prepare(L, dtype, reduction, beta, x, y, out, plan, scratch, scratch_bytes,
-                             stream, tuning, err, err_len))
-    return 1;
-  SmoothL1CudaPlan tmp;
-  L.plan = effective_plan(L, &tmp);
-  return smoothl1_cuda::dispatch(L);
+  return smooth_l1_cuda_loss_tuned(SMOOTHL1_CUDA_LOSS_SMOOTH_L1, dtype, reduction, beta, x, y,
+                                   out, plan, scratch, scratch_bytes, stream, tuning, err,
+                                   err_len);
 }
 
 extern "C" int smooth_l1_cuda(int dtype, int reduction, double beta, const void* x,
@@ -634,8 +710,8 @@ extern "C" int smooth_l1_cuda_grid_size(int dtype, int reduction, const SmoothL1
   // Aligned dummy pointers: only the plan, dtype and reduction matter here.
   static double dummy[2];
   Launch L{};
-  if (smoothl1_cuda::prepare(L, dtype, reduction, 1.0, dummy, dummy, dummy, plan, dummy,
-                             sizeof(dummy), nullptr, nullptr, err, err_len))
+  if (smoothl1_cuda::prepare(L, SMOOTHL1_CUDA_LOSS_SMOOTH_L1, dtype, reduction, 1.0, dummy, dummy,
+                             dummy, plan, dummy, sizeof(dummy), nullptr, nullptr, err, err_len))
     return 1;
   SmoothL1CudaPlan tmp;
   L.plan = effective_plan(L, &tmp);

@@ -1,14 +1,18 @@
-/* CUDA kernels for onnx_smoothl1::SmoothL1Loss behind a plain C interface.
+/* CUDA kernels for onnx_smoothl1::SmoothL1Loss and onnx_smoothl1::HuberLoss behind a plain C
+ * interface (one set of kernels; the loss is a parameter).
  *
  * Nothing here needs CUDA or onnxruntime headers: the ORT registration (built by the host
  * compiler) includes this file, and the kernels live in smooth_l1_cuda.cu (built by nvcc).
  * The behaviour is SPEC.md's (PyTorch's smooth_l1_loss):
  *   d = |x - y|;  l = 0.5 * d * d / beta if d < beta else d - 0.5 * beta;  beta == 0 -> l = d.
+ * and PyTorch's huber_loss:
+ *   d = |x - y|;  l = 0.5 * d * d if d < delta else delta * (d - 0.5 * delta);  delta > 0.
  *
  * Calling sequence (no host synchronisation anywhere, no allocation inside):
  *   SmoothL1CudaPlan plan;   // from the shared broadcast rule: smooth_l1_cuda_plan.h
  *   size_t bytes = smooth_l1_cuda_scratch_bytes(&plan, reduction);   // device memory, may be 0
  *   smooth_l1_cuda(dtype, reduction, beta, x, y, out, &plan, scratch, bytes, stream, err, ...);
+ *   // HuberLoss: smooth_l1_cuda_loss(SMOOTHL1_CUDA_LOSS_HUBER, dtype, reduction, delta, ...)
  * Every function returns 0 on success, or nonzero with a NUL-terminated message in err.
  */
 #ifndef ONNX_SMOOTHL1_CUDA_H_
@@ -34,6 +38,11 @@ typedef enum {
   SMOOTHL1_CUDA_F32 = 2,
   SMOOTHL1_CUDA_F64 = 3
 } SmoothL1CudaDtype;
+
+typedef enum {
+  SMOOTHL1_CUDA_LOSS_SMOOTH_L1 = 0, /* parameter: beta >= 0 (0 = L1, +inf allowed) */
+  SMOOTHL1_CUDA_LOSS_HUBER = 1      /* parameter: delta, finite and > 0 */
+} SmoothL1CudaLoss;
 
 typedef enum {
   SMOOTHL1_CUDA_NONE = 0,
@@ -79,6 +88,17 @@ int smooth_l1_cuda_tuned(int dtype, int reduction, double beta, const void* x, c
                          void* out, const SmoothL1CudaPlan* plan, void* scratch,
                          size_t scratch_bytes, void* stream, const SmoothL1CudaTuning* tuning,
                          char* err, size_t err_len);
+
+/* smooth_l1_cuda / smooth_l1_cuda_tuned for either loss (SmoothL1CudaLoss); `param` is beta
+ * or delta. HuberLoss computes float32/float16/bfloat16 in float (delta used as a float,
+ * as PyTorch does) and float64 in double; f32_compute_in_float does not apply to it. */
+int smooth_l1_cuda_loss(int loss, int dtype, int reduction, double param, const void* x,
+                        const void* y, void* out, const SmoothL1CudaPlan* plan, void* scratch,
+                        size_t scratch_bytes, void* stream, char* err, size_t err_len);
+int smooth_l1_cuda_loss_tuned(int loss, int dtype, int reduction, double param, const void* x,
+                              const void* y, void* out, const SmoothL1CudaPlan* plan,
+                              void* scratch, size_t scratch_bytes, void* stream,
+                              const SmoothL1CudaTuning* tuning, char* err, size_t err_len);
 
 /* Grid size (blocks) the launcher would use for stage one on the current device; for tests. */
 int smooth_l1_cuda_grid_size(int dtype, int reduction, const SmoothL1CudaPlan* plan,

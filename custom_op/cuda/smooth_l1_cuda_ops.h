@@ -1,4 +1,4 @@
-// CUDAExecutionProvider kernel of onnx_smoothl1::SmoothL1Loss: the ORT side of
+// CUDAExecutionProvider kernel of onnx_smoothl1::SmoothL1Loss and HuberLoss: the ORT side of
 // smooth_l1_cuda.h. Not a standalone header: smooth_l1_ops.cc includes it under USE_CUDA,
 // inside its namespace, after NodeConfig / NodeLabel / MakeOutputPlan, so the CUDA op shares
 // the CPU op's attribute validation (ReadNodeConfig at kernel creation) and broadcast rule
@@ -101,7 +101,7 @@ struct CudaKernel {
     SmoothL1CudaPlan cplan;
     std::string why;
     if (!cuda::ToCudaPlan(plan, &cplan, &why))
-      return api->CreateStatus(ORT_INVALID_ARGUMENT, (NodeLabel(cfg.node_name) + ": " + why).c_str());
+      return api->CreateStatus(ORT_INVALID_ARGUMENT, (NodeLabel(cfg) + ": " + why).c_str());
     const bool none = cfg.attrs.reduction == Reduction::kNone;
     OrtValue* ov = nullptr;
     if (OrtStatus* st = api->KernelContext_GetOutput(ctx, 0, none ? plan.out_dims : nullptr,
@@ -125,10 +125,13 @@ struct CudaKernel {
       if (OrtStatus* st = scratch.Get(ctx, xv, scratch_bytes, &scratch_ptr)) return st;
     }
     char err[512];
-    const int rc = smooth_l1_cuda(CudaDtype<T>(), reduction, cfg.attrs.beta_d(), xp, yp, op,
-                                  &cplan, scratch_ptr, scratch_bytes, stream, err, sizeof err);
+    const bool huber = cfg.attrs.loss == Loss::kHuber;
+    const int rc = smooth_l1_cuda_loss(
+        huber ? SMOOTHL1_CUDA_LOSS_HUBER : SMOOTHL1_CUDA_LOSS_SMOOTH_L1, CudaDtype<T>(),
+        reduction, huber ? static_cast<double>(cfg.attrs.delta) : cfg.attrs.beta_d(), xp, yp, op,
+        &cplan, scratch_ptr, scratch_bytes, stream, err, sizeof err);
     if (rc != 0)
-      return api->CreateStatus(ORT_FAIL, (NodeLabel(cfg.node_name) + ": " + err).c_str());
+      return api->CreateStatus(ORT_FAIL, (NodeLabel(cfg) + ": " + err).c_str());
     return nullptr;
   }
 };

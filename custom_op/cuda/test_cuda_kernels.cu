@@ -1,4 +1,5 @@
-// Standalone test of the CUDA launchers (smooth_l1_cuda.h) against a host double reference.
+// Standalone test of the CUDA launchers (smooth_l1_cuda.h) against a host double reference,
+// for SmoothL1Loss and HuberLoss (HuberLoss: against PyTorch's formula in its compute type).
 //
 //   test_cuda_kernels                 plan/host checks; kernel checks when a GPU is present
 //   test_cuda_kernels --require-gpu   as above, but no GPU is a failure (gpu_check.sh)
@@ -91,6 +92,20 @@ double ref_loss(double x, double y, double beta) {
   const double d = std::fabs(x - y);
   if (beta == 0.0) return d;
   return d < beta ? 0.5 * d * d / beta : d - 0.5 * beta;
+}
+
+// PyTorch's huber_loss as its CPU kernel computes it: in float for float32 / float16 /
+// bfloat16 inputs (delta and delta * 0.5 as floats, (d * d) * 0.5, delta * (d - delta/2)),
+// in double for float64. The HuberLoss kernels claim exactly this, so 'none' of float32 is
+// compared bitwise with it.
+double ref_huber(double x, double y, double delta, bool in_float) {
+  if (in_float) {
+    const float d = std::fabs(static_cast<float>(x) - static_cast<float>(y));
+    const float df = static_cast<float>(delta), hf = static_cast<float>(0.5 * delta);
+    return d < df ? d * d * 0.5f : df * (d - hf);
+  }
+  const double d = std::fabs(x - y);
+  return d < delta ? d * d * 0.5 : delta * (d - 0.5 * delta);
 }
 
 uint64_t g_rng = 0x9E3779B97F4A7C15ull;
@@ -206,10 +221,10 @@ struct EmuExec {
 
   template <typename T, typename C>
   int run(const smoothl1_cuda::Launch& L) {
-    return L.params.beta == 0.0 ? go<T, C, true>(L) : go<T, C, false>(L);
+    return smoothl1_cuda::with_form<T, C>(L, *this);
   }
 
-  template <typename T, typename C, bool L1>
+  template <typename T, typename C, int F>
   int go(const smoothl1_cuda::Launch& L) {
     using namespace smoothl1_cuda;
     const int64_t n = L.plan->n;
@@ -223,8 +238,8 @@ struct EmuExec {
     if (L.reduction == SMOOTHL1_CUDA_NONE) {
       if (n == 0) return 0;
       for (int64_t t = 0; t < stride; ++t) {
-        if (L.contiguous) thread_none_contig<T, C, L1>(x, y, out, n, L.params, t, stride);
-        else thread_none_strided<T, C, L1>(x, y, out, *L.plan, L.params, t, stride);
+        if (L.contiguous) thread_none_contig<T, C, F>(x, y, out, n, L.params, t, stride);
+        else thread_none_strided<T, C, F>(x, y, out, *L.plan, L.params, t, stride);
       }
       return 0;
     }
@@ -238,8 +253,8 @@ struct EmuExec {
       for (int b = 0; b < grid; ++b) {
         for (int t = 0; t < kThreads; ++t) {
           const int64_t tid = static_cast<int64_t>(b) * kThreads + t;
-          v[t] = L.contiguous ? thread_sum_contig<T, C, L1>(x, y, n, L.params, tid, stride)
-                              : thread_sum_strided<T, C, L1>(x, y, *L.plan, L.params, tid, stride);
+          v[t] = L.contiguous ? thread_sum_contig<T, C, F>(x, y, n, L.params, tid, stride)
+                              : thread_sum_strided<T, C, F>(x, y, *L.plan, L.params, tid, stride);
         }
         partials.push_back(emu_block_sum(v));
       }
@@ -254,15 +269,15 @@ struct EmuExec {
   }
 };
 
-// smooth_l1_cuda_tuned with the kernels emulated on the CPU (host pointers).
-int emu_launch(int dtype, int reduction, double beta, const void* x, const void* y, void* out,
-               const SmoothL1CudaPlan* plan, const SmoothL1CudaTuning* tuning, char* err,
-               size_t err_len) {
+// smooth_l1_cuda_loss_tuned with the kernels emulated on the CPU (host pointers).
+int emu_launch(int loss, int dtype, int reduction, double beta, const void* x, const void* y,
+               void* out, const SmoothL1CudaPlan* plan, const SmoothL1CudaTuning* tuning,
+               char* err, size_t err_len) {
   static double dummy_scratch;
   const size_t sb = smooth_l1_cuda_scratch_bytes(plan, reduction);
   smoothl1_cuda::Launch L{};
-  if (smoothl1_cuda::prepare(L, dtype, reduction, beta, x, y, out, plan, sb ? &dummy_scratch : nullptr,
-                             sb, nullptr, tuning, err, err_len))
+  if (smoothl1_cuda::prepare(L, loss, dtype, reduction, beta, x, y, out, plan,
+                             sb ? &dummy_scratch : nullptr, sb, nullptr, tuning, err, err_len))
     return 1;
   SmoothL1CudaPlan tmp;
   L.plan = effective_plan(L, &tmp);
@@ -280,11 +295,13 @@ struct HostBuf {
   }
 };
 
-// Runs one case; x has shape xs, y has ys (host vectors already filled).
+// Runs one case; x has shape xs, y has ys (host vectors already filled). `beta` is delta for
+// loss == SMOOTHL1_CUDA_LOSS_HUBER.
 template <typename T>
 void run_case(const std::vector<int64_t>& xs, const std::vector<int64_t>& ys,
               const std::vector<T>& hx, const std::vector<T>& hy, double beta, int reduction,
-              const std::string& label, int misalign = 0, const SmoothL1CudaTuning* tuning = nullptr) {
+              const std::string& label, int misalign = 0, const SmoothL1CudaTuning* tuning = nullptr,
+              int loss = SMOOTHL1_CUDA_LOSS_SMOOTH_L1) {
   SmoothL1CudaPlan plan;
   std::string why;
   onnx_smoothl1::BroadcastPlan bp;
@@ -306,7 +323,8 @@ void run_case(const std::vector<int64_t>& xs, const std::vector<int64_t>& ys,
     char err[512];
     for (int rep = 0; rep < 2; ++rep) {
       std::memset(static_cast<void*>(eout.p), 0xFF, out_n * sizeof(T));
-      if (emu_launch(type_code<T>(), reduction, beta, ex.p, ey.p, eout.p, &plan, tuning, err, sizeof err)) {
+      if (emu_launch(loss, type_code<T>(), reduction, beta, ex.p, ey.p, eout.p, &plan, tuning, err,
+                     sizeof err)) {
         check(false, label + ": launcher error: " + err);
         return;
       }
@@ -327,8 +345,8 @@ void run_case(const std::vector<int64_t>& xs, const std::vector<int64_t>& ys,
   char err[512];
   for (int rep = 0; rep < 2; ++rep) {
     CUDA_OK(cudaMemsetAsync(dout.p, 0xFF, (out_n + misalign) * sizeof(T), stream));
-    if (smooth_l1_cuda_tuned(type_code<T>(), reduction, beta, px, py, pout, &plan, scratch.p, sb,
-                             stream, tuning, err, sizeof err)) {
+    if (smooth_l1_cuda_loss_tuned(loss, type_code<T>(), reduction, beta, px, py, pout, &plan,
+                                  scratch.p, sb, stream, tuning, err, sizeof err)) {
       check(false, label + ": launcher error: " + err);
       cudaStreamDestroy(stream);
       return;
@@ -353,15 +371,21 @@ void run_case(const std::vector<int64_t>& xs, const std::vector<int64_t>& ys,
     }
   };
   const bool is_f64 = std::is_same<T, double>::value, is_f32 = std::is_same<T, float>::value;
+  const bool huber = loss == SMOOTHL1_CUDA_LOSS_HUBER;
+  auto ref_of = [&](int64_t xo, int64_t yo) {
+    return huber ? ref_huber(to_d(hx[xo]), to_d(hy[yo]), beta, !is_f64)
+                 : ref_loss(to_d(hx[xo]), to_d(hy[yo]), beta);
+  };
   if (reduction == SMOOTHL1_CUDA_NONE) {
     int bad = 0;
     std::string detail, first;
     for (int64_t i = 0; i < n; ++i) {
       int64_t xo, yo;
       offsets(i, &xo, &yo);
-      const double ref = ref_loss(to_d(hx[xo]), to_d(hy[yo]), beta);
+      const double ref = ref_of(xo, yo);
+      // HuberLoss float32 is PyTorch's float arithmetic itself: bitwise.
       bool ok = close<T>(to_d(got[i]), ref, [&](double r) {
-        return is_f64 ? 1e-12 * std::fabs(r) + 1e-300 : ulp_at<T>(r);
+        return is_f64 ? 1e-12 * std::fabs(r) + 1e-300 : huber && is_f32 ? 0.0 : ulp_at<T>(r);
       }, &detail);
       if (!ok && bad++ == 0) first = "element " + std::to_string(i) + ": " + detail;
     }
@@ -373,13 +397,16 @@ void run_case(const std::vector<int64_t>& xs, const std::vector<int64_t>& ys,
   for (int64_t i = 0; i < n; ++i) {
     int64_t xo, yo;
     offsets(i, &xo, &yo);
-    sum += ref_loss(to_d(hx[xo]), to_d(hy[yo]), beta);
+    sum += ref_of(xo, yo);
   }
   double ref = static_cast<double>(reduction == SMOOTHL1_CUDA_MEAN ? sum / (long double)n : sum);
   if (n == 0) ref = reduction == SMOOTHL1_CUDA_MEAN ? std::nan("") : 0.0;
   std::string detail;
   const bool ok = close<T>(to_d(got[0]), ref, [&](double r) {
     if (is_f64) return 1e-12 * std::fabs(r) + 1e-300;
+    // HuberLoss float32: float vectors of 4 losses are summed in float first (two roundings
+    // of a partial), so allow SPEC's float32 reduction floor, 2^-22 relative.
+    if (is_f32 && huber) return std::max(std::ldexp(std::fabs(r), -22), ulp_at<float>(r) * 0.5);
     if (is_f32) return std::max(1e-7 * std::fabs(r), ulp_at<float>(r) * 0.5);
     return ulp_at<T>(r);
   }, &detail);
@@ -430,11 +457,69 @@ void test_dtype(bool quick) {
   }
 }
 
+// HuberLoss: the SmoothL1Loss cases' shapes and paths (sizes with and without a vector tail,
+// NaN/inf, rank 0, unaligned, forced strided, broadcasting), deltas exact in float.
+template <typename T>
+void test_huber(bool quick) {
+  const double deltas[] = {0.5, 1.0, static_cast<double>(0.3f), 7.5};
+  std::vector<int64_t> sizes = {0, 1, 7, 8, 9, 31, 1000, 4099};
+  if (!quick) sizes.push_back((1 << 20) + 3);
+  const int64_t mid = quick ? 10007 : 100003;
+  const int H = SMOOTHL1_CUDA_LOSS_HUBER;
+  for (int64_t n : sizes) {
+    const bool specials = n == 1000;
+    auto hx = random_values<T>(static_cast<size_t>(n), 3.0, specials);
+    auto hy = random_values<T>(static_cast<size_t>(n), 3.0, false);
+    for (double delta : deltas)
+      for (int red = 0; red < 3; ++red) {
+        char label[160];
+        std::snprintf(label, sizeof label, "huber %s n=%lld delta=%g %s%s", type_name<T>(),
+                      (long long)n, delta, red_name(red), specials ? " (nan/inf)" : "");
+        run_case<T>({n}, {n}, hx, hy, delta, red, label, 0, nullptr, H);
+      }
+  }
+  auto s = random_values<T>(1, 3.0, false), t = random_values<T>(1, 3.0, false);
+  for (int red = 0; red < 3; ++red) {
+    std::string r = std::string("huber ") + type_name<T>() + " " + red_name(red);
+    run_case<T>({}, {}, s, t, 1.0, red, r + " rank 0", 0, nullptr, H);
+    auto hx = random_values<T>(mid, 3.0, false), hy = random_values<T>(mid, 3.0, false);
+    run_case<T>({mid}, {mid}, hx, hy, 0.5, red, r + " misaligned by one element", 1, nullptr, H);
+    SmoothL1CudaTuning strided{};
+    strided.force_strided = 1;
+    run_case<T>({mid}, {mid}, hx, hy, 0.5, red, r + " forced strided", 0, &strided, H);
+    auto bx = random_values<T>(4 * 1 * 3000, 3.0, false), by = random_values<T>(5 * 3000, 3.0, false);
+    run_case<T>({4, 1, 3000}, {5, 3000}, bx, by, 1.0, red, r + " broadcast [4,1,3000] vs [5,3000]",
+                0, nullptr, H);
+    run_case<T>({4, 1, 3000}, {}, bx, t, 1.0, red, r + " broadcast vs scalar", 0, nullptr, H);
+  }
+}
+
+// The launcher refuses a delta that is not finite and > 0 (host check: no GPU needed).
+void test_huber_bad_delta() {
+  SmoothL1CudaPlan p{};  // n = 0: nothing would be read
+  const double bad[] = {0.0, -1.0, std::nan(""), std::numeric_limits<double>::infinity()};
+  for (double delta : bad) {
+    char err[256] = "";
+    const int rc = smooth_l1_cuda_loss(SMOOTHL1_CUDA_LOSS_HUBER, SMOOTHL1_CUDA_F32, SMOOTHL1_CUDA_NONE,
+                                       delta, nullptr, nullptr, nullptr, &p, nullptr, 0, nullptr,
+                                       err, sizeof err);
+    check(rc != 0 && std::strstr(err, "delta") != nullptr,
+          "huber launcher refuses delta=" + std::to_string(delta) + ": " + err);
+  }
+  char err[256] = "";
+  check(smooth_l1_cuda_loss(7, SMOOTHL1_CUDA_F32, SMOOTHL1_CUDA_NONE, 1.0, nullptr, nullptr, nullptr,
+                            &p, nullptr, 0, nullptr, err, sizeof err) != 0 &&
+            std::strstr(err, "loss") != nullptr,
+        std::string("unknown loss code refused: ") + err);
+}
+
 // A few values near the top of bfloat16: float overflow inside a vector, finite mean.
 void test_bf16_overflow() {
   std::vector<__nv_bfloat16> x(16), y(16);
   for (int i = 0; i < 16; ++i) { x[i] = from_d<__nv_bfloat16>(3.0e38); y[i] = from_d<__nv_bfloat16>(-1.0e37); }
   run_case<__nv_bfloat16>({16}, {16}, x, y, 1.0, SMOOTHL1_CUDA_MEAN, "bfloat16 mean near float max");
+  run_case<__nv_bfloat16>({16}, {16}, x, y, 1.0, SMOOTHL1_CUDA_MEAN,
+                          "huber bfloat16 mean near float max", 0, nullptr, SMOOTHL1_CUDA_LOSS_HUBER);
 }
 
 // 2^31 + 3 float16 elements: every index beyond int32. Values are i % 5 quarters against 0,
@@ -482,13 +567,14 @@ void test_big() {
 // ---- raw kernel bandwidth -----------------------------------------------------------
 template <typename T>
 double time_launch(int reduction, int64_t n, const SmoothL1CudaTuning* tuning, void* x, void* y,
-                   void* out, void* scratch, size_t sb, cudaEvent_t a, cudaEvent_t b) {
+                   void* out, void* scratch, size_t sb, cudaEvent_t a, cudaEvent_t b,
+                   int loss = SMOOTHL1_CUDA_LOSS_SMOOTH_L1) {
   SmoothL1CudaPlan plan{};
   plan.n = n;
   char err[512];
   auto once = [&] {
-    if (smooth_l1_cuda_tuned(type_code<T>(), reduction, 1.0, x, y, out, &plan, scratch, sb,
-                             nullptr, tuning, err, sizeof err)) {
+    if (smooth_l1_cuda_loss_tuned(loss, type_code<T>(), reduction, 1.0, x, y, out, &plan, scratch,
+                                  sb, nullptr, tuning, err, sizeof err)) {
       std::printf("FAIL bench launch: %s\n", err);
       std::exit(2);
     }
@@ -527,13 +613,15 @@ void bench_dtype(int64_t n) {
   CUDA_OK(cudaEventElapsedTime(&ms, a, b));
   const double copy_bw = 4.0 * bytes / (ms / 20 * 1e-3);
   std::printf("bench %-8s n=%lld copy %.3f TB/s (read+write)\n", type_name<T>(), (long long)n, copy_bw / 1e12);
-  struct Variant { const char* name; SmoothL1CudaTuning t; };
-  std::vector<Variant> variants = {{"default", {0, 0, 0}}, {"blocks/SM=2", {0, 2, 0}},
-                                   {"blocks/SM=4", {0, 4, 0}}, {"strided", {0, 0, 1}}};
-  if (std::is_same<T, float>::value) variants.push_back({"f32-in-float", {1, 0, 0}});
+  struct Variant { const char* name; SmoothL1CudaTuning t; int loss; };
+  const int S = SMOOTHL1_CUDA_LOSS_SMOOTH_L1;
+  std::vector<Variant> variants = {{"default", {0, 0, 0}, S}, {"blocks/SM=2", {0, 2, 0}, S},
+                                   {"blocks/SM=4", {0, 4, 0}, S}, {"strided", {0, 0, 1}, S},
+                                   {"huber", {0, 0, 0}, SMOOTHL1_CUDA_LOSS_HUBER}};
+  if (std::is_same<T, float>::value) variants.push_back({"f32-in-float", {1, 0, 0}, S});
   for (const auto& v : variants)
     for (int red : {SMOOTHL1_CUDA_MEAN, SMOOTHL1_CUDA_NONE}) {
-      const double t = time_launch<T>(red, n, &v.t, x.p, y.p, out.p, scratch.p, sb, a, b);
+      const double t = time_launch<T>(red, n, &v.t, x.p, y.p, out.p, scratch.p, sb, a, b, v.loss);
       const double moved = (red == SMOOTHL1_CUDA_NONE ? 3.0 : 2.0) * bytes;
       std::printf("bench %-8s n=%lld %-4s %-13s %9.1f us  %.3f TB/s  %5.1f%% of copy\n",
                   type_name<T>(), (long long)n, red_name(red), v.name, t * 1e6, moved / t / 1e12,
@@ -559,12 +647,17 @@ int main(int argc, char** argv) {
     else { std::fprintf(stderr, "usage: %s [--require-gpu] [--big] [--bench] [--bench-only] [--quick] [--emulate]\n", argv[0]); return 2; }
   }
   test_plans();
+  test_huber_bad_delta();
   if (emulate) {  // every kernel check, on the CPU
     g_emulate = true;
     test_dtype<double>(quick);
     test_dtype<float>(quick);
     test_dtype<__half>(quick);
     test_dtype<__nv_bfloat16>(quick);
+    test_huber<double>(quick);
+    test_huber<float>(quick);
+    test_huber<__half>(quick);
+    test_huber<__nv_bfloat16>(quick);
     test_bf16_overflow();
     {  // the float32 tuning variant (element loss in float) still meets 1e-7 on such data
       auto hx = random_values<float>(50021, 2.0, false), hy = random_values<float>(50021, 2.0, false);
@@ -602,6 +695,10 @@ int main(int argc, char** argv) {
     test_dtype<float>(quick);
     test_dtype<__half>(quick);
     test_dtype<__nv_bfloat16>(quick);
+    test_huber<double>(quick);
+    test_huber<float>(quick);
+    test_huber<__half>(quick);
+    test_huber<__nv_bfloat16>(quick);
     test_bf16_overflow();
     if (big) test_big();
   }

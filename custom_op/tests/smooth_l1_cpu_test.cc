@@ -179,7 +179,7 @@ static void CheckCase(const std::vector<int64_t>& xs, const std::vector<int64_t>
   // none
   attrs.reduction = Reduction::kNone;
   std::vector<T> out(std::max<int64_t>(p.numel, 1));
-  CHECK(SmoothL1Forward(x.data(), y.data(), out.data(), p, attrs, serial), "%s none", name);
+  CHECK(LossForward(x.data(), y.data(), out.data(), p, attrs, serial), "%s none", name);
   int bad = 0;
   for (int64_t i = 0; i < p.numel; ++i) {
     const double got = to_d(out[i]), want = (double)ref[i];
@@ -194,7 +194,7 @@ static void CheckCase(const std::vector<int64_t>& xs, const std::vector<int64_t>
   for (Reduction red : {Reduction::kSum, Reduction::kMean}) {
     attrs.reduction = red;
     T o[1];
-    CHECK(SmoothL1Forward(x.data(), y.data(), o, p, attrs, serial), "%s reduce", name);
+    CHECK(LossForward(x.data(), y.data(), o, p, attrs, serial), "%s reduce", name);
     const long double want = red == Reduction::kSum ? rsum : rsum / (long double)p.numel;
     const double got = to_d(o[0]);
     if (p.numel == 0) {
@@ -243,15 +243,15 @@ static void TestNumerics() {
   Attrs a;
   a.beta = 0.0f;
   a.reduction = Reduction::kNone;
-  SmoothL1Forward(x, y, out, p, a, Parallel{});
+  LossForward(x, y, out, p, a, Parallel{});
   CHECK(out[0] == 3.5 && std::isnan(out[1]) && std::isinf(out[2]) && std::isnan(out[3]),
         "L1/NaN/inf: %g %g %g %g", out[0], out[1], out[2], out[3]);
   a.beta = 1.0f;
-  SmoothL1Forward(x, y, out, p, a, Parallel{});
+  LossForward(x, y, out, p, a, Parallel{});
   CHECK(out[0] == 3.0 && std::isnan(out[1]) && std::isinf(out[2]) && std::isnan(out[3]),
         "beta 1 NaN/inf");
   a.reduction = Reduction::kMean;
-  SmoothL1Forward(x, y, out, p, a, Parallel{});
+  LossForward(x, y, out, p, a, Parallel{});
   CHECK(std::isnan(out[0]), "mean with NaN is NaN");
 }
 
@@ -268,28 +268,28 @@ static void TestDeterminism() {
   Attrs a;
   a.beta = 0.5f;
   double s_serial, s_rev, s_t2, s_t4;
-  SmoothL1Sum(x.data(), y.data(), p, a, Parallel{}, &s_serial);
+  LossSum(x.data(), y.data(), p, a, Parallel{}, &s_serial);
   Parallel rev{&ReverseRun, nullptr};
-  SmoothL1Sum(x.data(), y.data(), p, a, rev, &s_rev);
+  LossSum(x.data(), y.data(), p, a, rev, &s_rev);
   int two = 2, four = 4;
   Parallel t2{&ThreadsRun, &two}, t4{&ThreadsRun, &four};
-  SmoothL1Sum(x.data(), y.data(), p, a, t2, &s_t2);
-  SmoothL1Sum(x.data(), y.data(), p, a, t4, &s_t4);
+  LossSum(x.data(), y.data(), p, a, t2, &s_t2);
+  LossSum(x.data(), y.data(), p, a, t4, &s_t4);
   CHECK(Bits(s_serial) == Bits(s_rev) && Bits(s_serial) == Bits(s_t2) &&
             Bits(s_serial) == Bits(s_t4),
         "sums differ across schedules: %.17g %.17g %.17g %.17g", s_serial, s_rev, s_t2, s_t4);
   // 'none' in parallel equals serial.
   a.reduction = Reduction::kNone;
   std::vector<float> o1(n), o2(n);
-  SmoothL1Forward(x.data(), y.data(), o1.data(), p, a, Parallel{});
-  SmoothL1Forward(x.data(), y.data(), o2.data(), p, a, t4);
+  LossForward(x.data(), y.data(), o1.data(), p, a, Parallel{});
+  LossForward(x.data(), y.data(), o2.data(), p, a, t4);
   CHECK(std::memcmp(o1.data(), o2.data(), n * sizeof(float)) == 0, "parallel none differs");
   // float32 mean accuracy at 2^22 elements of a skewed distribution.
   long double ref = 0;
   for (int64_t i = 0; i < n; ++i) ref += RefLoss(x[i], y[i], 0.5);
   a.reduction = Reduction::kMean;
   float m;
-  SmoothL1Forward(x.data(), y.data(), &m, p, a, t2);
+  LossForward(x.data(), y.data(), &m, p, a, t2);
   const double rel = std::fabs((double)m - (double)(ref / n)) / (double)(ref / n);
   CHECK(rel <= 1e-7, "f32 mean rel err %g", rel);
 }
@@ -319,11 +319,11 @@ static void CheckIsaVariants(const char* name) {
     for (int level = 0; level <= best; ++level) {
       SetIsaForTesting(level);
       double sum;
-      SmoothL1Sum(x.data(), y.data(), p, a, Parallel{}, &sum);
+      LossSum(x.data(), y.data(), p, a, Parallel{}, &sum);
       sums.push_back(sum);
       a.reduction = Reduction::kNone;
       nones.emplace_back(p.numel);
-      SmoothL1Forward(x.data(), y.data(), nones.back().data(), p, a, Parallel{});
+      LossForward(x.data(), y.data(), nones.back().data(), p, a, Parallel{});
       a.reduction = Reduction::kMean;
     }
     SetIsaForTesting(-1);
