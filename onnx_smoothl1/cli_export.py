@@ -173,11 +173,18 @@ def _cmd_fuse(args: argparse.Namespace) -> None:
 
 
 def _cmd_inline(args: argparse.Namespace) -> None:
-    from .inline import inline
+    from .inline import declare_input_shapes, inline, parse_input_shapes
 
     model = _load_model(args.input)
+    shapes = None
+    if args.input_shape:
+        try:
+            shapes = parse_input_shapes(args.input_shape)
+            declare_input_shapes(model, shapes, arg="--input-shape")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
     try:
-        out = inline(model, fold=not args.no_fold)
+        out = inline(model, fold=not args.no_fold, input_shapes=shapes)
     except Exception as exc:  # a malformed model trips the inliner / optimizer / checker
         raise UsageError(f"IN: cannot inline {args.input}: {_root_cause(exc)}") from exc
     _save(out, args.output)
@@ -231,4 +238,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("output", metavar="OUT")
     p.add_argument("--no-fold", action="store_true",
                    help="do not constant-fold after inlining (keep the body's If/probe nodes)")
+    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...",
+                   help="declare an input's shape first (sizes or symbolic names; NAME= for rank "
+                   "0), so the result has static shapes (IREE, TVM, onnxsim); repeatable")
     p.set_defaults(func=_cmd_inline)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from conftest import make_inputs
 from onnx.reference import ReferenceEvaluator
 
 import onnx_smoothl1 as sl1
 from onnx_smoothl1 import oracle, runtime, spec
 from onnx_smoothl1.function import make_node
-
-from conftest import make_inputs
 
 
 def _assert_standard_only(model: onnx.ModelProto) -> None:
@@ -110,3 +109,109 @@ def test_inline_for_openvino():
     out = compiled({"input": x, "target": y})[0]
     ref = oracle.reference(x, y, beta=0.5, reduction="sum")
     np.testing.assert_allclose(out, ref, rtol=1e-5)
+
+
+# --- declared input shapes (inline(model, input_shapes=...), `inline --input-shape`) -------------
+
+
+def _dims(value: onnx.ValueInfoProto) -> list[int | str]:
+    return [d.dim_param if d.dim_param else d.dim_value for d in value.type.tensor_type.shape.dim]
+
+
+@pytest.mark.parametrize("reduction", spec.REDUCTIONS)
+def test_inline_input_shapes_give_static_shapes_everywhere(reduction):
+    """Static sizes: no shape arithmetic left, every value and output has a static shape."""
+    model = sl1.make_model(beta=0.3, reduction=reduction, dtype="float64")  # inputs of any rank
+    inlined = sl1.inline(model, input_shapes={"input": (4, 5), "target": [4, 5]})
+    _assert_standard_only(inlined)
+    assert [_dims(v) for v in inlined.graph.input] == [[4, 5], [4, 5]]
+    assert _dims(inlined.graph.output[0]) == ([4, 5] if reduction == "none" else [])
+    ops = {n.op_type for n in inlined.graph.node}
+    assert not ops & {"Shape", "Size", "Mod", "If", "NegativeLogLikelihoodLoss"}, ops
+    for value in [*inlined.graph.value_info, *inlined.graph.output]:
+        shape = value.type.tensor_type.shape
+        assert value.type.tensor_type.HasField("shape"), value.name
+        assert all(d.HasField("dim_value") for d in shape.dim), (value.name, _dims(value))
+    x, y = make_inputs((4, 5), (4, 5), "float64", seed=8)
+    ref = oracle.reference(x, y, beta=0.3, reduction=reduction)
+    for out in (ReferenceEvaluator(inlined).run(None, {"input": x, "target": y})[0],
+                runtime.run(sl1.inference_session(inlined, custom_op=False), {"input": x, "target": y})[0]):
+        assert oracle.compare(out, ref, dtype="float64", reduction=reduction).ok
+
+
+def test_inline_input_shapes_rank0_and_symbolic_dims():
+    inlined = sl1.inline(sl1.make_model(reduction="sum"), input_shapes={"input": (), "target": ()})
+    assert [_dims(v) for v in inlined.graph.input] == [[], []]
+    assert all(v.type.tensor_type.HasField("shape") for v in inlined.graph.input)  # rank 0, not unknown
+    x, y = np.float32(2.5), np.float32(0.5)
+    out = ReferenceEvaluator(inlined).run(None, {"input": x, "target": y})[0]
+    assert out == pytest.approx(1.5)
+    # Named dims on a ranked model: the symbolic dims are renamed, the static one kept.
+    ranked = sl1.make_model(reduction="none", rank=2)
+    inlined = sl1.inline(ranked, input_shapes={"input": ("n", 3), "target": ("n", 3)})
+    assert [_dims(v) for v in inlined.graph.input] == [["n", 3], ["n", 3]]
+    assert _dims(inlined.graph.output[0]) == ["n", 3]
+    # Only the named inputs change; the others keep their declaration.
+    inlined = sl1.inline(ranked, input_shapes={"target": (2, 3)})
+    assert [_dims(v) for v in inlined.graph.input] == [["input_d0", "input_d1"], [2, 3]]
+
+
+@pytest.mark.parametrize(
+    "shapes, match",
+    [
+        ({"inp": (4,)}, r"input_shapes: 'inp' is not an input of the model \(inputs: input, target\)"),
+        ({"input": (4, 5, 6)}, r"input_shapes\['input'\]: rank 3 given, but input 'input' declares rank 2"),
+        ({"input": (4, -1)}, r"input_shapes\['input'\]: dimension 1 must be an int >= 0"),
+        ({"input": (4, True)}, r"input_shapes\['input'\]: dimension 1"),
+        ({"input": (4, "")}, r"input_shapes\['input'\]: dimension 1"),
+        ({"input": "4,5"}, r"input_shapes\['input'\] must be a sequence"),
+        ({"input": 4}, r"input_shapes\['input'\] must be a sequence"),
+        ([("input", (4, 5))], r"input_shapes must be a mapping"),
+    ],
+)
+def test_inline_input_shapes_bad_input_names_the_argument(shapes, match):
+    with pytest.raises(ValueError, match=match):
+        sl1.inline(sl1.make_model(rank=2), input_shapes=shapes)
+
+
+def test_inline_input_shapes_must_keep_static_sizes():
+    inlined = sl1.inline(sl1.make_model(rank=2), input_shapes={"input": (4, 5), "target": (4, 5)})
+    with pytest.raises(ValueError, match=r"dimension 0 is 4 in input 'input' \[4, 5\]; got 3"):
+        sl1.inline(inlined, input_shapes={"input": (3, 5)})
+    with pytest.raises(ValueError, match=r"dimension 1 is 5 in input 'input' \[4, 5\]; got 'n'"):
+        sl1.inline(inlined, input_shapes={"input": (4, "n")})
+    assert sl1.inline(inlined, input_shapes={"input": (4, 5)}).graph.input == inlined.graph.input
+
+
+def test_parse_input_shapes():
+    from onnx_smoothl1.inline import parse_input_shapes
+
+    assert parse_input_shapes(["input=4,5", " target = n , 5 ", "s="]) == {
+        "input": [4, 5], "target": ["n", 5], "s": []}
+    for bad, match in [("input", "not NAME=D0"), ("=4", "not NAME=D0"), ("input=4,,5", "dimension 1 is empty"),
+                       ("input=4,-2", "dimension 1 is negative")]:
+        with pytest.raises(ValueError, match=match):
+            parse_input_shapes([bad])
+    with pytest.raises(ValueError, match="'input' is given twice"):
+        parse_input_shapes(["input=1", "input=2"])
+
+
+def test_cli_inline_input_shape(tmp_path, capsys):
+    from onnx_smoothl1 import cli
+
+    src, dst = tmp_path / "m.onnx", tmp_path / "out.onnx"
+    onnx.save(sl1.make_model(beta=0.5, reduction="mean"), src)
+    assert cli.main(["inline", str(src), str(dst), "--input-shape", "input=3,4",
+                     "--input-shape", "target=3,4"]) in (0, None)
+    out = onnx.load(dst)
+    assert [_dims(v) for v in out.graph.input] == [[3, 4], [3, 4]]
+    assert "Shape" not in {n.op_type for n in out.graph.node}
+    x, y = make_inputs((3, 4), (3, 4), "float32", seed=9)
+    got = ReferenceEvaluator(out).run(None, {"input": x, "target": y})[0]
+    assert oracle.compare(got, oracle.reference(x, y, beta=0.5), dtype="float32", reduction="mean").ok
+    capsys.readouterr()
+    for args, message in [(["--input-shape", "nope=3"], "--input-shape: 'nope' is not an input"),
+                          (["--input-shape", "input"], "--input-shape: 'input' is not NAME=D0"),
+                          (["--input-shape", "input=3,x,"], "dimension 2 is empty")]:
+        assert cli.main(["inline", str(src), str(dst), *args]) == 2
+        assert message in capsys.readouterr().err
