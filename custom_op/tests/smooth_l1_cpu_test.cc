@@ -1,5 +1,6 @@
 // C++ test of the plain CPU kernel functions (no onnxruntime): conversions, broadcasting,
-// the element formula, reductions, and bitwise determinism across "thread" schedules.
+// the element formulas (SmoothL1Loss and HuberLoss), reductions, and bitwise determinism
+// across "thread" schedules and instruction-set variants.
 // Run by ctest and by tests/test_kernel_cpu_cxx.py. Prints "N passed, M failed".
 #include <algorithm>
 #include <atomic>
@@ -58,6 +59,21 @@ static long double RefLoss(double x, double y, double beta) {
   const long double d = std::fabs(static_cast<long double>(x) - static_cast<long double>(y));
   if (beta == 0.0) return d;
   return d < beta ? 0.5L * d * d / beta : d - 0.5L * beta;
+}
+
+// HuberLoss, exact math (long double): d < delta ? d^2 / 2 : delta * (d - delta / 2).
+static long double RefHuber(double x, double y, double delta) {
+  const long double d = std::fabs(static_cast<long double>(x) - static_cast<long double>(y));
+  return d < delta ? 0.5L * d * d : static_cast<long double>(delta) * (d - 0.5L * delta);
+}
+
+// HuberLoss as PyTorch's CPU kernel computes it in float (float32, and float16 upcast per
+// element): z = |x - y|, z < delta ? (z * z) * 0.5 : delta * (z - delta * 0.5), delta and
+// delta * 0.5 (taken in double) as floats. The kernel claims these bits for float compute.
+static float TorchHuberFloat(float x, float y, float delta) {
+  const float z = std::fabs(x - y);
+  const float half = static_cast<float>(static_cast<double>(delta) * 0.5);
+  return z < delta ? z * z * 0.5f : delta * (z - half);
 }
 
 static void TestConversions() {
@@ -142,9 +158,11 @@ static void TestBroadcastPlan() {
 }
 
 // Elementwise + reductions against the long double reference, for one shape pair.
+// ``param`` is beta (SmoothL1Loss) or delta (HuberLoss), by ``loss``.
 template <typename T, typename FromD, typename ToD>
 static void CheckCase(const std::vector<int64_t>& xs, const std::vector<int64_t>& ys,
-                      float beta, FromD from_d, ToD to_d, double tol, const char* name) {
+                      float param, FromD from_d, ToD to_d, double tol, const char* name,
+                      Loss loss = Loss::kSmoothL1) {
   BroadcastPlan p;
   std::string why;
   if (!MakeBroadcastPlan(xs.data(), (int)xs.size(), ys.data(), (int)ys.size(), &p, &why)) {
@@ -171,10 +189,12 @@ static void CheckCase(const std::vector<int64_t>& xs, const std::vector<int64_t>
       if (xd >= 0) { if (xs[xd] != 1) xi += idx * xm; xm *= xs[xd]; }
       if (yd >= 0) { if (ys[yd] != 1) yi += idx * ym; ym *= ys[yd]; }
     }
-    ref[i] = RefLoss(to_d(x[xi]), to_d(y[yi]), beta);
+    ref[i] = loss == Loss::kHuber ? RefHuber(to_d(x[xi]), to_d(y[yi]), param)
+                                  : RefLoss(to_d(x[xi]), to_d(y[yi]), param);
   }
   Attrs attrs;
-  attrs.beta = beta;
+  attrs.loss = loss;
+  (loss == Loss::kHuber ? attrs.delta : attrs.beta) = param;
   Parallel serial;
   // none
   attrs.reduction = Reduction::kNone;
@@ -255,7 +275,125 @@ static void TestNumerics() {
   CHECK(std::isnan(out[0]), "mean with NaN is NaN");
 }
 
-static void TestDeterminism() {
+// HuberLoss: the same shapes (broadcast, rank 0, empty, several blocks) within tolerance of
+// the exact formula, and bitwise PyTorch's float arithmetic for float32 / float16 'none'.
+static void TestHuberNumerics() {
+  auto fd = [](double v) { return v; };
+  auto ff = [](double v) { return (float)v; };
+  auto tf = [](float v) { return (double)v; };
+  auto fh = [](double v) { return HalfFromDouble(v); };
+  auto th = [](Half v) { return ToDouble(v); };
+  auto fb = [](double v) { return BFloat16FromDouble(v); };
+  auto tb = [](BFloat16 v) { return ToDouble(v); };
+  const std::vector<std::pair<std::vector<int64_t>, std::vector<int64_t>>> shapes = {
+      {{}, {}}, {{1}, {1}}, {{0}, {0}}, {{5}, {5}}, {{3, 4, 5}, {3, 4, 5}},
+      {{4, 1, 3}, {5, 3}}, {{7}, {}}, {{}, {7}}, {{70000}, {70000}}, {{3, 40000}, {40000}},
+      {{300, 1}, {1, 200}}};
+  const Loss H = Loss::kHuber;
+  // float32 computes in float (torch): up to ~1.5 float32 roundings per element, so 2^-22.
+  const double f32_tol = std::ldexp(1.0, -22);
+  for (float delta : {1e-3f, 0.3f, 0.5f, 1.0f, 7.5f}) {
+    for (const auto& s : shapes) {
+      char name[128];
+      std::snprintf(name, sizeof name, "huber delta=%g shapes %s %s", delta,
+                    ShapeToString(s.first.data(), (int)s.first.size()).c_str(),
+                    ShapeToString(s.second.data(), (int)s.second.size()).c_str());
+      CheckCase<double>(s.first, s.second, delta, fd, fd, 1e-13, (std::string("f64 ") + name).c_str(), H);
+      CheckCase<float>(s.first, s.second, delta, ff, tf, f32_tol, (std::string("f32 ") + name).c_str(), H);
+      CheckCase<Half>(s.first, s.second, delta, fh, th, 1e-3, (std::string("f16 ") + name).c_str(), H);
+      CheckCase<BFloat16>(s.first, s.second, delta, fb, tb, 8e-3, (std::string("bf16 ") + name).c_str(), H);
+    }
+  }
+  // Bitwise: float32 'none' is torch's float formula; float16 / bfloat16 that float value
+  // rounded once; float64 the formula in double; sums add exactly those element values.
+  std::mt19937 rng(21);
+  std::normal_distribution<double> nd(0.0, 3.0);
+  const int64_t n = 100003;  // several blocks, a vector tail
+  BroadcastPlan p;
+  std::string why;
+  MakeBroadcastPlan(&n, 1, &n, 1, &p, &why);
+  std::vector<float> xf(n), yf(n), of(n);
+  std::vector<Half> xh(n), yh(n), oh(n);
+  std::vector<BFloat16> xb(n), yb(n), ob(n);
+  std::vector<double> xd(n), yd(n), od(n);
+  for (int64_t i = 0; i < n; ++i) {
+    xd[i] = nd(rng) * std::exp(nd(rng));  // |x - y| from ~1e-5 to ~1e4
+    yd[i] = nd(rng);
+    xf[i] = (float)xd[i];
+    yf[i] = (float)yd[i];
+    xh[i] = HalfFromDouble(xd[i]);
+    yh[i] = HalfFromDouble(yd[i]);
+    xb[i] = BFloat16FromDouble(xd[i]);
+    yb[i] = BFloat16FromDouble(yd[i]);
+  }
+  for (float delta : {0.3f, 1.0f, 7.5f}) {
+    Attrs a;
+    a.loss = H;
+    a.delta = delta;
+    a.reduction = Reduction::kNone;
+    LossForward(xf.data(), yf.data(), of.data(), p, a, Parallel{});
+    LossForward(xh.data(), yh.data(), oh.data(), p, a, Parallel{});
+    LossForward(xb.data(), yb.data(), ob.data(), p, a, Parallel{});
+    LossForward(xd.data(), yd.data(), od.data(), p, a, Parallel{});
+    int bad_f = 0, bad_h = 0, bad_b = 0, bad_d = 0;
+    long double sum_f = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const float want = TorchHuberFloat(xf[i], yf[i], delta);
+      sum_f += want;
+      bad_f += std::memcmp(&of[i], &want, 4) != 0;
+      bad_h += oh[i].bits != HalfFromDouble(TorchHuberFloat((float)ToDouble(xh[i]), (float)ToDouble(yh[i]), delta)).bits;
+      bad_b += ob[i].bits != BFloat16FromDouble(TorchHuberFloat((float)ToDouble(xb[i]), (float)ToDouble(yb[i]), delta)).bits;
+      const double dd = std::fabs(xd[i] - yd[i]), dl = delta;
+      const double wd = dd < dl ? dd * dd * 0.5 : dl * (dd - dl * 0.5);
+      bad_d += Bits(od[i]) != Bits(wd);
+    }
+    CHECK(bad_f == 0, "huber f32 delta=%g: %d elements differ from torch's float formula", delta, bad_f);
+    CHECK(bad_h == 0, "huber f16 delta=%g: %d elements not the float value rounded once", delta, bad_h);
+    CHECK(bad_b == 0, "huber bf16 delta=%g: %d elements not the float value rounded once", delta, bad_b);
+    CHECK(bad_d == 0, "huber f64 delta=%g: %d elements differ from the double formula", delta, bad_d);
+    double sum = 0;
+    LossSum(xf.data(), yf.data(), p, a, Parallel{}, &sum);
+    CHECK(std::fabs(sum - (double)sum_f) <= 1e-13 * std::fabs((double)sum_f),
+          "huber f32 sum %.17g vs the exact sum of torch's elements %.17Lg", sum, sum_f);
+  }
+  // NaN / inf follow IEEE: inf - inf is NaN, an infinite difference is linear (inf).
+  const int64_t n4[] = {4};
+  MakeBroadcastPlan(n4, 1, n4, 1, &p, &why);
+  const double x[4] = {1.5, NAN, INFINITY, INFINITY}, y[4] = {-2.0, 0.0, 1.0, INFINITY};
+  double out[4];
+  Attrs a;
+  a.loss = H;
+  a.delta = 1.0f;
+  a.reduction = Reduction::kNone;
+  LossForward(x, y, out, p, a, Parallel{});
+  CHECK(out[0] == 3.0 && std::isnan(out[1]) && std::isinf(out[2]) && std::isnan(out[3]),
+        "huber NaN/inf: %g %g %g %g", out[0], out[1], out[2], out[3]);
+  a.delta = 0.5f;  // quadratic: 0.5 * 0.25^2; linear: 0.5 * (3.5 - 0.25)
+  const double x2[2] = {0.25, 1.5}, y2[2] = {0.0, -2.0};
+  const int64_t n2[] = {2};
+  MakeBroadcastPlan(n2, 1, n2, 1, &p, &why);
+  LossForward(x2, y2, out, p, a, Parallel{});
+  CHECK(out[0] == 0.03125 && out[1] == 1.625, "huber delta=0.5: %g %g", out[0], out[1]);
+  a.reduction = Reduction::kSum;
+  LossForward(x2, y2, out, p, a, Parallel{});
+  CHECK(out[0] == 1.65625, "huber sum: %g", out[0]);
+}
+
+static void TestDeltaValidation() {
+  for (float bad : {0.0f, -0.0f, -1.0f, NAN, INFINITY, -INFINITY}) {
+    const std::string why = CheckDelta(bad);
+    CHECK(why.find("delta") != std::string::npos, "delta=%g must be refused: '%s'", bad, why.c_str());
+  }
+  for (float good : {1e-30f, 0.3f, 1.0f, 3e38f}) {
+    CHECK(CheckDelta(good).empty(), "delta=%g must be accepted: '%s'", good, CheckDelta(good).c_str());
+  }
+  CHECK(std::string(LossOpType(Loss::kHuber)) == "HuberLoss" &&
+            std::string(LossParamName(Loss::kHuber)) == "delta" &&
+            std::string(LossOpType(Loss::kSmoothL1)) == "SmoothL1Loss",
+        "op type / attribute names");
+}
+
+static void TestDeterminism(Loss loss) {
   const int64_t n = (int64_t{1} << 20) + 3;
   std::mt19937 rng(3);
   std::normal_distribution<float> nd(0.0f, 3.0f);
@@ -266,7 +404,9 @@ static void TestDeterminism() {
   std::string why;
   MakeBroadcastPlan(&n, 1, &n, 1, &p, &why);
   Attrs a;
+  a.loss = loss;
   a.beta = 0.5f;
+  a.delta = 0.5f;
   double s_serial, s_rev, s_t2, s_t4;
   LossSum(x.data(), y.data(), p, a, Parallel{}, &s_serial);
   Parallel rev{&ReverseRun, nullptr};
@@ -286,7 +426,7 @@ static void TestDeterminism() {
   CHECK(std::memcmp(o1.data(), o2.data(), n * sizeof(float)) == 0, "parallel none differs");
   // float32 mean accuracy at 2^22 elements of a skewed distribution.
   long double ref = 0;
-  for (int64_t i = 0; i < n; ++i) ref += RefLoss(x[i], y[i], 0.5);
+  for (int64_t i = 0; i < n; ++i) ref += loss == Loss::kHuber ? RefHuber(x[i], y[i], 0.5) : RefLoss(x[i], y[i], 0.5);
   a.reduction = Reduction::kMean;
   float m;
   LossForward(x.data(), y.data(), &m, p, a, t2);
@@ -296,7 +436,7 @@ static void TestDeterminism() {
 
 // Every instruction-set variant of the float/double loops gives bitwise the same results.
 template <typename T>
-static void CheckIsaVariants(const char* name) {
+static void CheckIsaVariants(const char* name, Loss loss = Loss::kSmoothL1) {
   std::mt19937 rng(5);
   std::normal_distribution<double> nd(0.0, 2.0);
   const std::vector<std::pair<std::vector<int64_t>, std::vector<int64_t>>> shapes = {
@@ -312,7 +452,9 @@ static void CheckIsaVariants(const char* name) {
     for (auto& v : x) v = (T)nd(rng);
     for (auto& v : y) v = (T)nd(rng);
     Attrs a;
+    a.loss = loss;
     a.beta = 0.75f;
+    a.delta = 0.75f;
     std::vector<std::vector<T>> nones;
     std::vector<double> sums;
     const int best = SetIsaForTesting(-1);
@@ -340,9 +482,14 @@ int main() {
   TestConversions();
   TestBroadcastPlan();
   TestNumerics();
-  TestDeterminism();
+  TestHuberNumerics();
+  TestDeltaValidation();
+  TestDeterminism(Loss::kSmoothL1);
+  TestDeterminism(Loss::kHuber);
   CheckIsaVariants<float>("f32");
   CheckIsaVariants<double>("f64");
+  CheckIsaVariants<float>("huber f32", Loss::kHuber);
+  CheckIsaVariants<double>("huber f64", Loss::kHuber);
   std::printf("%d passed, %d failed\n", g_pass, g_fail);
   return g_fail == 0 ? 0 : 1;
 }
