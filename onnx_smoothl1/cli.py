@@ -151,25 +151,29 @@ def _cmd_info(args: argparse.Namespace) -> None:
     functions = {(f.domain, f.name) for f in model.functions}
     opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
     print(f"{args.model}: ir_version {model.ir_version}, opsets {opsets}")
-    found = 0
+    found = dict.fromkeys(spec.LOSS_OP_TYPES, 0)
     for node in spec.walk_nodes(model.graph.node):
         if not spec.is_loss_node(node):
             continue
-        found += 1
+        found[node.op_type] += 1
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        beta = attrs.get("beta", f"{spec.DEFAULT_BETA} (default)")
+        param = spec.LOSS_PARAMS[node.op_type]  # beta (SmoothL1Loss) or delta (HuberLoss)
+        default = spec.DEFAULT_DELTA if node.op_type == spec.HUBER_OP_TYPE else spec.DEFAULT_BETA
+        value = attrs.get(param, f"{default} (default)")
         red = attrs.get("reduction", f"{spec.DEFAULT_REDUCTION} (default)")
         if isinstance(red, bytes):
             red = red.decode("utf-8", "replace")
-        has_fn = (spec.DOMAIN, spec.OP_TYPE) in functions
+        has_fn = (spec.DOMAIN, node.op_type) in functions
         # protobuf hands out strings that are not valid UTF-8 (corrupt files) as bytes
         text = lambda v: v.decode("utf-8", "replace") if isinstance(v, bytes) else v  # noqa: E731
         print(
-            f"  node {text(node.name) or '<unnamed>'}: {spec.DOMAIN}::{spec.OP_TYPE}"
-            f"({', '.join(map(text, node.input))}) -> {', '.join(map(text, node.output))}; beta={beta}, "
+            f"  node {text(node.name) or '<unnamed>'}: {spec.DOMAIN}::{node.op_type}"
+            f"({', '.join(map(text, node.input))}) -> {', '.join(map(text, node.output))}; {param}={value}, "
             f"reduction={red}, function attached: {'yes' if has_fn else 'no'}"
         )
-    print(f"{found} SmoothL1Loss node(s)")
+    print(f"{found[spec.OP_TYPE]} SmoothL1Loss node(s)")
+    if found[spec.HUBER_OP_TYPE]:
+        print(f"{found[spec.HUBER_OP_TYPE]} HuberLoss node(s)")
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:

@@ -79,3 +79,24 @@ def test_ready_made_huber_model():
     ref = oracle.reference(x, y, delta=1.0, reduction="mean", loss="huber")
     own = oracle.torch_same_dtype(x, y, delta=1.0, reduction="mean", loss="huber")
     assert oracle.compare(got, ref, dtype="float32", reduction="mean", torch_own=own).ok
+
+
+def test_info_names_huber_nodes_and_delta(tmp_path):
+    path = tmp_path / "mixed.onnx"
+    graph = onnx.helper.make_graph(
+        [sl1.make_huber_node("a", "b", "h", delta=0.25, reduction="sum", name="hub"),
+         sl1.make_node("a", "b", "s", beta=2.0, reduction="none", name="sl")],
+        "mixed", [onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [3]) for n in "ab"],
+        [onnx.helper.make_tensor_value_info("h", onnx.TensorProto.FLOAT, []),
+         onnx.helper.make_tensor_value_info("s", onnx.TensorProto.FLOAT, [3])],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)])
+    sl1.attach_function(model)
+    model.ir_version = sl1.model.ir_version_for(model)
+    onnx.save(model, path)
+    result = run_cli("info", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "node hub: onnx_smoothl1::HuberLoss(a, b) -> h; delta=0.25, reduction=sum, function attached: yes" \
+        in result.stdout
+    assert "node sl: onnx_smoothl1::SmoothL1Loss(a, b) -> s; beta=2.0, reduction=none" in result.stdout
+    assert "1 SmoothL1Loss node(s)" in result.stdout and "1 HuberLoss node(s)" in result.stdout
