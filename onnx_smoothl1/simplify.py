@@ -228,50 +228,52 @@ def drop_half_casts(model: onnx.ModelProto) -> int:
 
 def drop_expands(model: onnx.ModelProto) -> int:
     """Feed loss nodes the un-expanded inputs where that keeps the broadcast shape (in place,
-    main graph; see the module docstring). Returns how many Expand nodes were bypassed."""
+    main graph; see the module docstring). Returns how many Expand nodes were bypassed.
+
+    An Expand may feed several loss nodes (the legacy exporter merges the identical Expands
+    of two losses of the same inputs); it goes when every one of them keeps its shape.
+    """
     graph = model.graph
-    producer = _producers(graph)
     uses = _uses(graph)
     outputs = {o.name for o in graph.output}
+    readers: dict[str, list[int]] = {}
+    for k, node in enumerate(graph.node):
+        for name in dict.fromkeys(node.input):
+            readers.setdefault(name, []).append(k)
 
-    def expand_of(node: onnx.NodeProto, name: str) -> int | None:
-        k = producer.get(name)
-        if k is None or not _is_plain(graph.node[k], "Expand") or name in outputs:
+    def only_losses(name: str) -> list[int] | None:
+        """The loss nodes reading ``name``, if nothing else (graph output, other node,
+        subgraph) reads it."""
+        ks = readers.get(name, [])
+        if name in outputs or not ks or not all(spec.is_loss_node(graph.node[k]) for k in ks):
             return None
-        if uses[name] != list(node.input).count(name):  # read by anything but this node
+        if uses[name] != sum(list(graph.node[k].input).count(name) for k in ks):
             return None
-        return k
+        return ks
 
-    candidates = [k for k, node in enumerate(graph.node)
-                  if spec.is_loss_node(node) and any(expand_of(node, i) is not None for i in node.input)]
-    if not candidates:
+    expands = [(k, ks) for k, node in enumerate(graph.node)
+               if _is_plain(node, "Expand") and (ks := only_losses(node.output[0])) is not None]
+    if not expands:
         return 0
     inferred = _inferred(model)
     if inferred is None:
         return 0
     shapes = _shapes(inferred)
-    dropped, seeds = 0, []
-    for k in candidates:
-        node = graph.node[k]
-        current = list(node.input)
-        if len(current) != 2:
-            continue
-        before = broadcast_shape(shapes.get(current[0]), shapes.get(current[1]))
-        if before is None:
-            continue
-        for name in dict.fromkeys(list(node.input)):
-            e = expand_of(node, name)
-            if e is None:
-                continue
-            source = graph.node[e].input[0]
-            trial = [source if i == name else i for i in current]
-            if broadcast_shape(shapes.get(trial[0]), shapes.get(trial[1])) == before:
-                current = trial
-                seeds.append(e)
-                dropped += 1
-        node.input[:] = current
+    current = {k: list(graph.node[k].input) for _, ks in expands for k in ks}
+    before = {k: broadcast_shape(*(shapes.get(i) for i in ins)) if len(ins) == 2 else None
+              for k, ins in current.items()}
+    seeds = []
+    for e, ks in expands:
+        name, source = graph.node[e].output[0], graph.node[e].input[0]
+        trials = {k: [source if i == name else i for i in current[k]] for k in ks}
+        if all(before[k] is not None and broadcast_shape(*(shapes.get(i) for i in trials[k])) == before[k]
+               for k in ks):
+            current.update(trials)
+            seeds.append(e)
+    for k, ins in current.items():
+        graph.node[k].input[:] = ins
     _prune(graph, seeds)
-    return dropped
+    return len(seeds)
 
 
 def simplify(model: onnx.ModelProto) -> dict[str, int]:
