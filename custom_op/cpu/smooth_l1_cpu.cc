@@ -179,18 +179,20 @@ using ConstsFor = Consts<L, Compute<L, T>>;
 // through the second branch.
 //   SmoothL1Loss: d < beta ? (d * d) * (0.5/beta) : d - 0.5*beta. With beta == 0, d < 0 is
 //                 never true and d - 0.0 == d exactly.
-//   HuberLoss:    d < delta ? (d * d) * 0.5 : delta * (d - 0.5*delta), the operation order of
-//                 torch's vectorised CPU kernel (its scalar tail's 0.5 * d * d can differ only
-//                 where d * d is subnormal).
+//   HuberLoss:    d < delta ? (0.5 * d) * d : delta * (d - 0.5*delta), SPEC's and torch's
+//                 formula in the order its scalar loop computes it (torch's vectorised loop
+//                 squares first, (d * d) * 0.5: the same value unless d * d is subnormal, where
+//                 that rounds twice).
 template <Loss L>
 struct Formula {
   template <typename V>
   static inline __attribute__((always_inline)) V Apply(V d, V p0, V p1, V p2) {
-    const V quad = d * d * p1;
     if constexpr (L == Loss::kSmoothL1) {
+      const V quad = d * d * p1;
       const V lin = d - p2;
       return d < p0 ? quad : lin;
     } else {
+      const V quad = p1 * d * d;
       const V lin = p0 * (d - p2);
       return d < p0 ? quad : lin;
     }

@@ -9,7 +9,7 @@
 //     d = |x - y|;  l = d < beta ? d * d * (0.5 / beta) : d - 0.5 * beta
 //   (0.5 / beta precomputed, 0 when beta == 0, so beta == 0 is exactly l = d).
 // - HuberLoss: torch's CPU formula in torch's compute type and order,
-//     d = |x - y|;  l = d < delta ? (d * d) * 0.5 : delta * (d - 0.5 * delta)
+//     d = |x - y|;  l = d < delta ? (0.5 * d) * d : delta * (d - 0.5 * delta)
 //   in float for float32 / float16 / bfloat16 (half types widened exactly to float, as torch
 //   does for float16), in double for float64; so float32 and float16 'none' equal torch's
 //   result bitwise, and bfloat16 (which torch rounds after every operation) is rounded once.

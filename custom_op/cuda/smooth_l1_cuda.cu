@@ -133,7 +133,8 @@ SL1_HD T from_compute(C v) {
 // In float it is (0.5*d)*(d*(1/beta)): d*(1/beta) < ~1 there, so nothing overflows for
 // inputs whose square would (bfloat16 reaches 3e38); the launcher uses double where 1/beta
 // is not finite in float. NaN fails `d < beta` and propagates through d - 0.5*beta.
-// HuberLoss is torch's d < delta ? (d * d) * 0.5 : delta * (d - 0.5 * delta), in C.
+// HuberLoss is torch's d < delta ? (0.5 * d) * d : delta * (d - 0.5 * delta), in C (the CPU
+// kernel's order).
 template <typename C, int F>
 SL1_HD C element_loss(C x, C y, const Params& p) {
   const C d = fabs(x - y);
@@ -141,9 +142,9 @@ SL1_HD C element_loss(C x, C y, const Params& p) {
     return d;
   } else if constexpr (F == kFormHuber) {
     if constexpr (std::is_same<C, double>::value) {
-      return d < p.beta ? d * d * 0.5 : p.beta * (d - p.half_beta);
+      return d < p.beta ? 0.5 * d * d : p.beta * (d - p.half_beta);
     } else {
-      return d < p.beta_f ? d * d * 0.5f : p.beta_f * (d - p.half_beta_f);
+      return d < p.beta_f ? 0.5f * d * d : p.beta_f * (d - p.half_beta_f);
     }
   } else if constexpr (std::is_same<C, double>::value) {
     return d < p.beta ? d * d * p.half_over_beta : d - p.half_beta;

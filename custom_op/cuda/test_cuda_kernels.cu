@@ -95,17 +95,17 @@ double ref_loss(double x, double y, double beta) {
 }
 
 // PyTorch's huber_loss as its CPU kernel computes it: in float for float32 / float16 /
-// bfloat16 inputs (delta and delta * 0.5 as floats, (d * d) * 0.5, delta * (d - delta/2)),
+// bfloat16 inputs (delta and delta * 0.5 as floats, (0.5 * d) * d, delta * (d - delta/2)),
 // in double for float64. The HuberLoss kernels claim exactly this, so 'none' of float32 is
 // compared bitwise with it.
 double ref_huber(double x, double y, double delta, bool in_float) {
   if (in_float) {
     const float d = std::fabs(static_cast<float>(x) - static_cast<float>(y));
     const float df = static_cast<float>(delta), hf = static_cast<float>(0.5 * delta);
-    return d < df ? d * d * 0.5f : df * (d - hf);
+    return d < df ? 0.5f * d * d : df * (d - hf);
   }
   const double d = std::fabs(x - y);
-  return d < delta ? d * d * 0.5 : delta * (d - 0.5 * delta);
+  return d < delta ? 0.5 * d * d : delta * (d - 0.5 * delta);
 }
 
 uint64_t g_rng = 0x9E3779B97F4A7C15ull;

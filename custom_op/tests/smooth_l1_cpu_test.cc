@@ -68,12 +68,12 @@ static long double RefHuber(double x, double y, double delta) {
 }
 
 // HuberLoss as PyTorch's CPU kernel computes it in float (float32, and float16 upcast per
-// element): z = |x - y|, z < delta ? (z * z) * 0.5 : delta * (z - delta * 0.5), delta and
+// element): z = |x - y|, z < delta ? (0.5 * z) * z : delta * (z - delta * 0.5), delta and
 // delta * 0.5 (taken in double) as floats. The kernel claims these bits for float compute.
 static float TorchHuberFloat(float x, float y, float delta) {
   const float z = std::fabs(x - y);
   const float half = static_cast<float>(static_cast<double>(delta) * 0.5);
-  return z < delta ? z * z * 0.5f : delta * (z - half);
+  return z < delta ? 0.5f * z * z : delta * (z - half);
 }
 
 static void TestConversions() {
@@ -319,6 +319,10 @@ static void TestHuberNumerics() {
   for (int64_t i = 0; i < n; ++i) {
     xd[i] = nd(rng) * std::exp(nd(rng));  // |x - y| from ~1e-5 to ~1e4
     yd[i] = nd(rng);
+    if (i % 50 == 7) {  // subnormal squares (float: d ~ 1e-20; double: d ~ 1e-160), where
+      xd[i] = nd(rng) * (i % 100 == 7 ? 1e-20 : 1e-160);  // (0.5 * d) * d != (d * d) * 0.5
+      yd[i] = 0.0;
+    }
     xf[i] = (float)xd[i];
     yf[i] = (float)yd[i];
     xh[i] = HalfFromDouble(xd[i]);
@@ -344,7 +348,7 @@ static void TestHuberNumerics() {
       bad_h += oh[i].bits != HalfFromDouble(TorchHuberFloat((float)ToDouble(xh[i]), (float)ToDouble(yh[i]), delta)).bits;
       bad_b += ob[i].bits != BFloat16FromDouble(TorchHuberFloat((float)ToDouble(xb[i]), (float)ToDouble(yb[i]), delta)).bits;
       const double dd = std::fabs(xd[i] - yd[i]), dl = delta;
-      const double wd = dd < dl ? dd * dd * 0.5 : dl * (dd - dl * 0.5);
+      const double wd = dd < dl ? 0.5 * dd * dd : dl * (dd - dl * 0.5);
       bad_d += Bits(od[i]) != Bits(wd);
     }
     CHECK(bad_f == 0, "huber f32 delta=%g: %d elements differ from torch's float formula", delta, bad_f);
