@@ -96,13 +96,15 @@ def test_huber_parity_grid(runner, dtype, shape, delta, reduction):
 # --- 'none' bitwise torch's ----------------------------------------------------------------
 
 def _edge_values(dtype: str, delta: float) -> tuple[np.ndarray, np.ndarray]:
-    """Every pair of a set of edge values: zeros of both signs, subnormals, values at and next
+    """Every pair of a set of edge values: zeros of both signs, subnormals, values whose
+    square is subnormal (where (0.5*d)*d and 0.5*(d*d) round differently), values at and next
     to delta, the largest finite value, infinities, NaN."""
     npdt = oracle.NUMPY_DTYPES[dtype]
     finfo = np.finfo(npdt)
     d = npdt.type(np.float32(delta))
     values = np.array([
         0.0, -0.0, finfo.smallest_subnormal, 3 * finfo.smallest_subnormal, finfo.tiny,
+        np.sqrt(finfo.tiny) * 0.7, np.sqrt(finfo.tiny) * 0.0123, np.sqrt(finfo.smallest_subnormal) * 3.3,
         d, -d, np.nextafter(d, npdt.type(0)), np.nextafter(d, npdt.type(np.inf)), 2 * d, 0.5 * d,
         1.0, -3.0, 1e19, finfo.max, -finfo.max, np.inf, -np.inf, np.nan,
     ], dtype=npdt)
