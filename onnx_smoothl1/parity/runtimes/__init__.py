@@ -12,3 +12,6 @@ from . import openvino  # noqa: F401
 from . import tract  # noqa: F401
 from . import ort_webgpu  # noqa: F401
 from . import ort_openvino_ep  # noqa: F401
+from . import iree  # noqa: F401
+from . import tvm  # noqa: F401
+from . import onnx2torch  # noqa: F401
