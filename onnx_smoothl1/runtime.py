@@ -14,7 +14,7 @@ import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal, Union
+from typing import Literal
 
 import ml_dtypes
 import numpy as np
@@ -23,8 +23,8 @@ import onnxruntime as ort
 
 from . import spec
 
-ModelLike = Union[onnx.ModelProto, bytes, str, os.PathLike]
-CustomOp = Union[bool, Literal["auto", "python"]]
+ModelLike = onnx.ModelProto | bytes | str | os.PathLike
+CustomOp = bool | Literal["auto", "python"]
 
 #: Set to a path to use a library built elsewhere (e.g. the ASan or CUDA build).
 LIBRARY_ENV = "ONNX_SMOOTHL1_LIBRARY"
@@ -144,8 +144,8 @@ def inference_session(
         # The Python op cannot raise (onnxruntime-extensions aborts the process on any
         # exception from a Python op), so ``run`` checks the shapes it can see beforehand.
         session.smoothl1_input_pairs = [  # type: ignore[attr-defined]
-            (n.input[0], n.input[1]) for n in parsed.graph.node
-            if (n.domain, n.op_type) == (spec.DOMAIN, spec.OP_TYPE) and len(n.input) == 2
+            (n.op_type, n.input[0], n.input[1]) for n in parsed.graph.node
+            if spec.is_loss_node(n) and len(n.input) == 2
         ]
     return session
 
@@ -190,7 +190,8 @@ def check_nodes(model: onnx.ModelProto | None) -> None:
 
     The function path cannot check attributes itself (onnxruntime's NegativeLogLikelihoodLoss
     treats an unknown reduction as 'mean', and Where-based arithmetic happily takes a negative
-    or NaN beta), so the attributes of every ``SmoothL1Loss`` node are validated here, as the
+    or NaN beta), so the attributes of every loss node (``SmoothL1Loss``: beta, ``HuberLoss``:
+    delta) are validated here, as the
     fused kernel validates them at kernel creation; a model importing the domain at a version
     this package does not implement is refused too.
     """
@@ -208,11 +209,12 @@ def check_nodes(model: onnx.ModelProto | None) -> None:
                 f"implements version {spec.DOMAIN_VERSION} only"
             )
     _check_input_types(model)
-    kinds = {"beta": onnx.AttributeProto.FLOAT, "reduction": onnx.AttributeProto.STRING}
     for node in _all_nodes(model):
-        if (node.domain, node.op_type) != (spec.DOMAIN, spec.OP_TYPE):
+        if not spec.is_loss_node(node):
             continue
-        where = f"SmoothL1Loss node {node.name or '<unnamed>'!r}"
+        param = spec.LOSS_PARAMS[node.op_type]
+        kinds = {param: onnx.AttributeProto.FLOAT, "reduction": onnx.AttributeProto.STRING}
+        where = f"{node.op_type} node {node.name or '<unnamed>'!r}"
         for attr in node.attribute:
             if attr.ref_attr_name or attr.name not in kinds:
                 continue
@@ -220,8 +222,8 @@ def check_nodes(model: onnx.ModelProto | None) -> None:
                 kind = onnx.AttributeProto.AttributeType.Name(attr.type)
                 want = onnx.AttributeProto.AttributeType.Name(kinds[attr.name])
                 raise ValueError(f"{where}: attribute {attr.name} must be {want}, got {kind}")
-            if attr.name == "beta":
-                spec.check_beta(attr.f, name=f"{where}: attribute beta")
+            if attr.name == param:
+                spec.check_loss_param(node.op_type, attr.f, name=f"{where}: attribute {param}")
             else:
                 value = attr.s.decode("utf-8", "replace")
                 spec.check_reduction(value, name=f"{where}: attribute reduction")
@@ -246,7 +248,7 @@ def _check_input_types(model: onnx.ModelProto) -> None:
     """SPEC: integer, bool (and string) tensors are an error. The function would cast them to
     float64 and back and return truncated numbers, so main-graph SmoothL1Loss inputs of a known
     type other than float16/bfloat16/float32/float64 are refused here."""
-    nodes = [n for n in model.graph.node if (n.domain, n.op_type) == (spec.DOMAIN, spec.OP_TYPE)]
+    nodes = [n for n in model.graph.node if spec.is_loss_node(n)]
     if not nodes:
         return
     types = _elem_types(model.graph)
@@ -260,7 +262,7 @@ def _check_input_types(model: onnx.ModelProto) -> None:
         known = [types[i] for i in node.input[:2] if i in types]
         if len(known) == 2 and known[0] != known[1] and set(known) <= allowed:
             raise ValueError(
-                f"SmoothL1Loss node {node.name or '<unnamed>'!r}: input {node.input[0]!r} is "
+                f"{node.op_type} node {node.name or '<unnamed>'!r}: input {node.input[0]!r} is "
                 f"{_type_name(known[0])} but target {node.input[1]!r} is {_type_name(known[1])}; "
                 "both must have the same type (the fused kernel and the Python op require it)"
             )
@@ -268,7 +270,7 @@ def _check_input_types(model: onnx.ModelProto) -> None:
             elem = types.get(name)
             if elem is not None and elem not in allowed:
                 raise ValueError(
-                    f"SmoothL1Loss node {node.name or '<unnamed>'!r}: input {name!r} is "
+                    f"{node.op_type} node {node.name or '<unnamed>'!r}: input {name!r} is "
                     f"{_type_name(elem)}; the loss takes "
                     f"{', '.join(spec.DTYPES)} only"
                 )
@@ -340,14 +342,14 @@ def run(
     Only CPU-resident outputs are supported (copy device outputs yourself).
     """
     names = list(outputs) if outputs is not None else [o.name for o in session.get_outputs()]
-    for a, b in getattr(session, "smoothl1_input_pairs", ()):
+    for op_type, a, b in getattr(session, "smoothl1_input_pairs", ()):
         if a in feeds and b in feeds:
             shape_a, shape_b = np.shape(feeds[a]), np.shape(feeds[b])
             try:
                 np.broadcast_shapes(shape_a, shape_b)
             except ValueError:
                 raise ValueError(
-                    f"SmoothL1Loss inputs {a!r} {shape_a} and {b!r} {shape_b} cannot be broadcast "
+                    f"{op_type} inputs {a!r} {shape_a} and {b!r} {shape_b} cannot be broadcast "
                     "together"
                 ) from None
     values = session.run_with_ort_values(names, {k: _to_ort_value(v) for k, v in feeds.items()})
@@ -355,5 +357,5 @@ def run(
 
 
 def ran_fused_kernel(ops: Sequence[str]) -> bool:
-    """True when a profile's op list shows the fused node rather than the inlined function."""
-    return spec.OP_TYPE in ops
+    """True when a profile's op list shows a fused loss node rather than the inlined function."""
+    return any(op in ops for op in spec.LOSS_OP_TYPES)
