@@ -22,7 +22,8 @@
 #      MESA_DEB_VERSION       (default 25.0.7-2~bpo12+1, suite MESA_DEB_SUITE=bookworm-backports)
 #      MESA_DEB_MIRROR        (default: the Debian mirror in /etc/apt/sources.list*)
 #      SETUP_RUNTIMES_FORCE=1 redo everything
-#      SETUP_RUNTIMES_ONLY=webgpu|openvino  set up just one
+#      ONNX2TORCH_VERSION     (default 1.5.15; installed with --no-deps, see setup_onnx2torch)
+#      SETUP_RUNTIMES_ONLY=webgpu|openvino|onnx2torch  set up just one
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -324,6 +325,23 @@ python $OVENV/bin/python"
   log "openvino: set up in $(awk -v a="$t0" -v b="$(now)" 'BEGIN {printf "%.1f", b - a}') s"
 }
 
+# ------------------------------------------------------------------------------- onnx2torch
+# onnx2torch declares torchvision, which from PyPI does not import beside the CPU torch wheel
+# (operator torchvision::nms does not exist); only its NMS/RoiAlign converters use it, so it
+# is installed without dependencies (numpy, onnx, torch are the project's own) and the parity
+# path imports it with a torchvision stand-in (onnx_smoothl1/parity/runtimes/onnx2torch.py).
+ONNX2TORCH_VERSION=${ONNX2TORCH_VERSION:-1.5.15}
+setup_onnx2torch() {
+  if "$PY" -c "import importlib.metadata as m, sys; sys.exit(m.version('onnx2torch') != '$ONNX2TORCH_VERSION')" 2>/dev/null; then
+    log "onnx2torch: already installed ($ONNX2TORCH_VERSION)"
+  elif "$PY" -m pip install -q --disable-pip-version-check --no-deps "onnx2torch==$ONNX2TORCH_VERSION" > "$RT/onnx2torch-pip.log" 2>&1; then
+    log "onnx2torch: installed $ONNX2TORCH_VERSION (--no-deps)"
+  else
+    log "onnx2torch: pip install onnx2torch==$ONNX2TORCH_VERSION failed: $(tail -n1 "$RT/onnx2torch-pip.log")"
+  fi
+}
+
+[[ -z $ONLY || $ONLY == onnx2torch ]] && setup_onnx2torch
 [[ -z $ONLY || $ONLY == webgpu ]] && setup_webgpu
 [[ -z $ONLY || $ONLY == openvino ]] && setup_openvino
 exit 0

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import os
 import platform
 import tempfile
@@ -96,9 +97,7 @@ def group_model_bytes(dtype: str, shapes: tuple[tuple[int, ...], tuple[int, ...]
     # included), the shapes, the inliner's source and the onnx / onnxscript versions.
     from importlib.metadata import version
 
-    from ... import inline as inline_module
-
-    source = Path(inline_module.__file__).read_bytes()
+    source = Path(inspect.getfile(inline)).read_bytes()
     tools = f"{shapes} onnx {version('onnx')} onnxscript {version('onnxscript')}".encode()
     key = hashlib.sha256(model.SerializeToString() + tools + source).hexdigest()
     where = cache_dir()
