@@ -139,11 +139,11 @@ def inference_session(
             f"onnxruntime rejected the model with a message that is not valid UTF-8 (corrupt "
             f"model bytes?): {exc.object[:300].decode('utf-8', 'replace')}"
         ) from exc
-    session.smoothl1_path = chosen  # type: ignore[attr-defined]
+    session.smoothl1_path = chosen
     if chosen == "python-op" and parsed is not None:
         # The Python op cannot raise (onnxruntime-extensions aborts the process on any
         # exception from a Python op), so ``run`` checks the shapes it can see beforehand.
-        session.smoothl1_input_pairs = [  # type: ignore[attr-defined]
+        session.smoothl1_input_pairs = [
             (n.op_type, n.input[0], n.input[1]) for n in parsed.graph.node
             if spec.is_loss_node(n) and len(n.input) == 2
         ]
@@ -344,7 +344,7 @@ def run(
     names = list(outputs) if outputs is not None else [o.name for o in session.get_outputs()]
     for op_type, a, b in getattr(session, "smoothl1_input_pairs", ()):
         if a in feeds and b in feeds:
-            shape_a, shape_b = np.shape(feeds[a]), np.shape(feeds[b])
+            shape_a, shape_b = np.shape(feeds[a]), np.shape(feeds[b])  # type: ignore[call-overload]
             try:
                 np.broadcast_shapes(shape_a, shape_b)
             except ValueError:
