@@ -274,6 +274,13 @@ def dynamic_axes_from_shapes(
     return axes
 
 
+def _dynamo_shapes(shapes: Mapping[str, Any] | Sequence[Any] | None) -> dict[str, Any] | tuple[Any, ...] | None:
+    """``dynamic_shapes`` in the container types torch.export takes (dict or tuple)."""
+    if shapes is None:
+        return None
+    return dict(shapes) if isinstance(shapes, Mapping) else tuple(shapes)
+
+
 def count_loss_nodes(model: onnx.ModelProto) -> int:
     """How many loss nodes (``SmoothL1Loss`` and ``HuberLoss``) ``model``'s graphs hold
     (subgraphs included)."""
@@ -316,7 +323,7 @@ def _fix_output_types(model: onnx.ModelProto, program: Any) -> None:
         return
     graph = model.graph
     for value, want in zip(graph.output, expected):
-        want_type = to_onnx.get(want)
+        want_type = to_onnx.get(want) if want is not None else None
         have = value.type.tensor_type.elem_type
         if want_type is None or have == want_type or have not in _FLOAT_TYPES:
             continue
@@ -442,12 +449,14 @@ def export(
                 None,
                 dynamo=True,
                 opset_version=opset,
-                dynamic_shapes=dynamic_shapes,
+                dynamic_shapes=_dynamo_shapes(dynamic_shapes),
                 input_names=names,
                 output_names=list(output_names) if output_names is not None else None,
                 custom_translation_table=table,
                 **kwargs,
             )
+        if program is None:  # only with f given, which export never passes
+            raise RuntimeError("torch.onnx.export(dynamo=True) returned no ONNXProgram")
         model = program.model_proto
         _fix_output_types(model, program)
     else:
@@ -464,7 +473,7 @@ def export(
             torch.onnx.export(
                 module,
                 args,
-                buffer,
+                buffer,  # type: ignore[arg-type]  # a file object works; torch types a path
                 dynamo=False,
                 opset_version=opset,
                 input_names=names,

@@ -57,7 +57,7 @@ class FuseResult(NamedTuple):
     """
 
     model: onnx.ModelProto
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count on purpose: the public name
 
 
 # --- constants ---------------------------------------------------------------------------
@@ -282,7 +282,8 @@ def _make_rule(core_name: str, red_name: str):
     def target(op, *args):
         return wrap(op, core(op, *args))
 
-    target.__signature__ = inspect.signature(core)  # pattern variables = core's parameters
+    # The pattern variables are the core's parameters.
+    target.__signature__ = inspect.signature(core)  # type: ignore[attr-defined]
 
     def params(bindings):
         xy = difference(bindings["d"])
