@@ -44,12 +44,17 @@ def _cmd_parity(args: argparse.Namespace) -> None:
         unknown = [p for p in paths if p not in parity.PATHS]
         if unknown:
             raise UsageError(f"--paths: unknown {', '.join(unknown)}; choose from {', '.join(parity.PATHS)}")
+    if args.write_cases is not None and args.model is not None:
+        raise UsageError("--write-cases writes the grid; it does not take --model")
     if args.model is None:
         if args.inputs:
             raise UsageError("--inputs needs --model")
         dtypes = _split(args.dtypes) or list(spec.DTYPES)
         for d in dtypes:
             spec.check_dtype(d, name="--dtypes")
+        if args.write_cases is not None:
+            _write_cases(args.write_cases, dtypes, args.quick)
+            return
         progress = (lambda label: print(f"  {label}", file=sys.stderr)) if args.verbose else None
         report = parity.run_grid(dtypes, paths=paths, quick=args.quick, progress=progress)
         print(report.text())
@@ -76,6 +81,15 @@ def _cmd_parity(args: argparse.Namespace) -> None:
         _write(args.report, result.markdown())
     if not result.ok:
         raise SystemExit(1)
+
+
+def _write_cases(directory: str, dtypes: list[str], quick: bool) -> None:
+    from .parity import grid
+    from .parity.write_cases import write_cases
+
+    folders = write_cases(directory, grid(dtypes, quick=quick))
+    print(f"wrote {len(folders)} cases (model.onnx + test_data_set_0/input_0.pb, input_1.pb, "
+          f"output_0.pb) under {directory}")
 
 
 def _write(path: str, text: str) -> None:
@@ -129,6 +143,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", metavar="PATH", help="a user's .onnx model containing the node")
     p.add_argument("--inputs", nargs="+", metavar="NAME=FILE.npy",
                    help="inputs for --model (the rest are random from declared shapes)")
+    p.add_argument("--write-cases", metavar="DIR",
+                   help="do not run: write the grid (with --quick/--dtypes) in the ONNX backend-test "
+                   "layout, DIR/<case>/model.onnx + test_data_set_0/{input_0,input_1,output_0}.pb, "
+                   "the expected output being the float64 reference rounded to the dtype")
     p.add_argument("-v", "--verbose", action="store_true", help="print each case as it runs")
     p.set_defaults(func=_cmd_parity)
 

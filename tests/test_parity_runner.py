@@ -311,3 +311,114 @@ def test_hanging_worker_is_killed(monkeypatch):
     finally:
         worker.close()
     assert status == "crash" and "killed" in detail
+
+
+# --------------------------------------------------------------------------------------
+# Stable verdicts
+# --------------------------------------------------------------------------------------
+
+
+def test_two_runs_give_the_same_verdicts(quick_report):
+    # Every path again, the same quick grid: not one case may change its verdict.
+    again = parity.run_grid(quick=True)
+    first, second = quick_report.verdicts(), again.verdicts()
+    assert first.keys() == second.keys()
+    changed = {k: (first[k], second[k]) for k in first if first[k] != second[k]}
+    assert not changed, changed
+    table = {k: c.status for k, c in quick_report.cells.items()}
+    assert table == {k: c.status for k, c in again.cells.items()}
+
+
+def _limited_path(scale_ulps: float):
+    """The function path with a declared float32 limit, its results moved by ``scale_ulps``
+    ulps: what one runtime computes on two different machines."""
+    from onnx_smoothl1.parity.limits import KnownLimit, within_ulps
+
+    class Limited(parity.OrtFunctionPath):
+        name = f"limited{scale_ulps:g}".replace(".", "p")
+        limits = (KnownLimit("float32", "a test limit", "within 16 ulps", within_ulps(16),
+                             lambda case: case.reduction == "mean"),)
+
+        def run_case(self, case, x, y):
+            out = np.asarray(super().run_case(case, x, y))
+            if self.limit_for(case) is None or not scale_ulps:
+                return out  # outside the limit's scope the runtime is right
+            return (out + np.float32(scale_ulps) * np.spacing(out)).astype(out.dtype)
+
+    return Limited
+
+
+def test_a_known_limit_gives_the_same_verdict_whether_or_not_it_shows(monkeypatch):
+    reports = []
+    for ulps in (0.0, 8.0):  # within SPEC on one machine, 8 ulps off (outside SPEC) on another
+        cls = _limited_path(ulps)
+        monkeypatch.setitem(parity.PATHS, cls.name, cls)
+        report = parity.run_grid(["float32"], shapes=["odd", "nonfinite"], betas=[1.0], paths=[cls.name])
+        reports.append({k.split("/", 1)[1]: v for k, v in report.verdicts().items()})
+        cell = report.cells[cls.name, "float32"]
+        (reason,) = cell.reasons()
+        assert reason.startswith("a test limit (known limit") and "measured worst" in reason
+        # odd: moved off SPEC by the 8 ulps; nonfinite: its mean is NaN either way
+        assert f"within SPEC on this machine: {2 if ulps == 0 else 1}/2" in reason
+    assert reports[0] == reports[1]
+    assert sorted(set(reports[0].values())) == ["pass", "unsupported"]
+
+
+def test_a_result_beyond_the_known_limit_fails(monkeypatch):
+    cls = _limited_path(40.0)  # beyond the limit's 16 ulps: a real failure, never hidden
+    monkeypatch.setitem(parity.PATHS, cls.name, cls)
+    report = parity.run_grid(["float32"], shapes=["odd"], betas=[1.0], paths=[cls.name])
+    assert not report.ok
+    (failure,) = [r for r in report.failures() if r.case.reduction == "mean"]
+    assert "beyond the known limit (a test limit)" in failure.detail
+
+
+def test_openvino_bfloat16_limit_is_scoped_by_the_case_alone():
+    # The bfloat16 truncation limit covers every bfloat16 case, so a CPU with AVX512_BF16
+    # (correct rounding) and one without (truncation) report the same verdicts.
+    case = parity.Case("odd", "bfloat16", 0.3, "mean")
+    limit = parity.OpenVinoPath.limit_for(case)
+    assert limit is not None and "truncation" in limit.reason
+    assert all(parity.OpenVinoPath.limit_for(c) is limit for c in parity.grid(["bfloat16"]))
+    assert parity.OpenVinoPath.limit_for(parity.Case("odd", "float16", 0.3, "mean")) is None
+    # The reciprocal-division limit: only 'none' with a beta whose reciprocal is inexact.
+    scoped = {(c.beta, c.reduction) for c in parity.grid(["float32"]) if parity.TractPath.limit_for(c)}
+    assert scoped == {(0.3, "none"), (7.5, "none")}
+
+
+def test_openvino_config_is_pinned():
+    config = parity.OpenVinoPath.CONFIG
+    assert config["INFERENCE_PRECISION_HINT"] == "f32" and config["INFERENCE_NUM_THREADS"] == "1"
+    assert config["EXECUTION_MODE_HINT"] == "ACCURACY"
+
+
+@pytest.mark.parametrize(
+    "flags, level",
+    [
+        ({"lm", "sse2", "cx16", "lahf_lm", "popcnt", "sse4_1", "sse4_2", "ssse3"}, "x86-64-v2 (no avx512)"),
+        ({"lm", "sse2", "cx16", "lahf_lm", "popcnt", "sse4_1", "sse4_2", "ssse3", "avx", "avx2", "bmi1",
+          "bmi2", "f16c", "fma", "abm", "movbe", "xsave"}, "x86-64-v3 (no avx512)"),
+        ({"lm", "sse2", "cx16", "lahf_lm", "popcnt", "sse4_1", "sse4_2", "ssse3", "avx", "avx2", "bmi1",
+          "bmi2", "f16c", "fma", "abm", "movbe", "xsave", "avx512f", "avx512bw", "avx512cd", "avx512dq",
+          "avx512vl", "avx512_bf16"}, "x86-64-v4 + avx512_bf16"),
+    ],
+)
+def test_isa_level(flags, level):
+    assert parity.isa_level(flags) == level
+
+
+def test_report_names_the_isa_and_what_ran(quick_report):
+    assert quick_report.environment["isa"] == parity.isa_level()
+    assert f"({parity.isa_level()})" in quick_report.text().splitlines()[0]
+    assert "| isa " not in quick_report.markdown() and f"isa {parity.isa_level()}" in quick_report.markdown()
+    assert quick_report.ran["ort-function"] == "function (inlined by ORT)"
+    assert quick_report.to_json()["ran"] == quick_report.ran
+    if quick_report.cells["ort-kernel", "float32"].status == parity.PASS:
+        assert quick_report.ran["ort-kernel"].startswith("kernel")
+    for path in ("openvino", "tract"):
+        if quick_report.cells[path, "float32"].status == parity.PASS:
+            assert quick_report.ran[path].startswith("inlined model")
+    for path in ("ort-webgpu", "ort-openvino-ep"):
+        if quick_report.cells[path, "float32"].status == parity.PASS:
+            assert "ran the compute nodes" in quick_report.ran[path]
+    assert "What ran: function (inlined by ORT)" in quick_report.markdown()

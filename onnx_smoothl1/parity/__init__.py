@@ -29,6 +29,7 @@ from .cases import (
     grid,
     make_inputs,
 )
+from .limits import KnownLimit
 from .model_file import AGREEMENT_RTOL, SYMBOLIC_DIM, ModelReport, random_feeds, run_model_file
 from .models import (
     function_model,
@@ -53,7 +54,7 @@ from .report import (
     environment,
     isa_level,
 )
-from .run import evaluate, run_grid, within_one_ulp
+from .run import evaluate, run_grid
 from .runtimes import (  # noqa: F401  (importing registers every path, in report order)
     onnx_reference,
     openvino,
@@ -95,5 +96,5 @@ __all__ = [
     "dtype_name", "environment", "evaluate", "function_model", "grid", "has_smoothl1_function",
     "inline_model", "isa_level", "make_inputs", "name_nodes", "node_only", "random_feeds",
     "register", "run_grid", "run_model_file", "select_paths", "specialise", "unavailable_reason",
-    "with_ranks", "with_static_shapes", "within_one_ulp",
+    "with_ranks", "with_static_shapes", "KnownLimit",
 ]

@@ -56,7 +56,7 @@ class Case:
     def name(self) -> str:
         """The label as a directory name (``--write-cases``): letters, digits, '_' only."""
         beta = f"{self.beta:g}".replace(".", "p").replace("-", "m").replace("+", "")
-        return f"smoothl1_{self.shape}_{self.dtype}_beta{beta}_{self.reduction}"
+        return f"test_smoothl1_{self.shape}_{self.dtype}_beta{beta}_{self.reduction}"
 
 
 def grid(

@@ -103,6 +103,8 @@ class ModelReport:
     #: for a single-node model: each path's verdict against PyTorch float64 (SPEC tolerance)
     vs_torch: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: path -> what really executed, as the path proved it (see ``ParityPath.what_ran``)
+    ran: dict[str, str] = field(default_factory=dict)
 
     def text(self) -> str:
         lines = []
@@ -116,7 +118,8 @@ class ModelReport:
                 vs = "" if path == first else f"; vs {first}: abs {a:.3g}, rel {r:.3g}"
                 if path in self.vs_torch:
                     vs += f"; vs torch float64: {self.vs_torch[path]}"
-                lines.append(f"  {path:15s} ran: {shapes}{vs}")
+                what = f" ({self.ran[path]})" if self.ran.get(path) else ""
+                lines.append(f"  {path:15s} ran{what}: {shapes}{vs}")
         if self.largest is None:
             lines.append("fewer than two paths ran: nothing to compare")
         else:
@@ -136,7 +139,8 @@ class ModelReport:
                 f"{o.dtype}{list(o.shape)}" for o in res
             ) + (f"; max diff vs {next(iter(self.vs_first))}: abs {self.vs_first[path][0]:.3g}, "
                  f"rel {self.vs_first[path][1]:.3g}" if path in self.vs_first else "") + (
-                f"; vs torch float64: {self.vs_torch[path]}" if path in self.vs_torch else "")
+                f"; vs torch float64: {self.vs_torch[path]}" if path in self.vs_torch else "") + (
+                f"; what ran: {self.ran[path]}" if self.ran.get(path) else "")
             out.append(f"| {path} | {text.replace('|', '/')} |")
         tail = [line for line in self.text().splitlines() if not line.startswith("  ")]
         out += [""] + [f"{line}\n" for line in tail]
@@ -174,6 +178,7 @@ def run_model_file(
     feeds = random_feeds(model, inputs, seed)
     outputs = [o.name for o in model.graph.output]
     results: dict[str, list[np.ndarray] | str] = {}
+    ran_by: dict[str, str] = {}
     selected = select_paths(paths)
     try:
         for path in selected:
@@ -197,6 +202,7 @@ def run_model_file(
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     results[path.name] = [np.asarray(o) for o in path.run_model(model, feeds)]
+                ran_by[path.name] = path.what_ran()
             except Unsupported as exc:
                 results[path.name] = f"unsupported: {exc}"
             except Exception as exc:
@@ -222,7 +228,7 @@ def run_model_file(
                 own = oracle.torch_same_dtype(x, y, beta=beta, reduction=reduction)
                 for p, outs in ran.items():
                     v = oracle.compare(outs[0], ref, dtype=dtype, reduction=reduction, torch_own=own)
-                    limited = PATHS[p].known_limits.get(dtype) if p in PATHS else None
+                    limited = PATHS[p].dtype_limit(dtype) if p in PATHS else None
                     if v.ok:
                         vs_torch[p] = f"pass (abs {v.max_abs:.3g}, rel {v.max_rel:.3g})"
                     elif limited:
@@ -243,16 +249,18 @@ def run_model_file(
                     largest = (d_abs, d_rel, p1, p2, outputs[k] if k < len(outputs) else str(k))
                 key = next((n for n, dt in oracle.NUMPY_DTYPES.items() if dt == a.dtype), None)
                 if key is not None and d_rel > AGREEMENT_RTOL[key] and d_abs > 0:
-                    limited = [q for q in (p1, p2) if q in PATHS and key in PATHS[q].known_limits]
+                    limited = [q for q in (p1, p2) if q in PATHS and PATHS[q].dtype_limit(key)]
                     if limited:
                         notes.append(
                             f"{', '.join(limited)} differs by rel {d_rel:.3g} on {key} output "
                             f"{outputs[k] if k < len(outputs) else k!r}: known limit: "
-                            f"{PATHS[limited[0]].known_limits[key][0]}"
+                            f"{_limit_reason(limited[0], key)}"
                         )
                     else:
                         ok = False
-    return ModelReport(outputs, results, largest, ok, vs_first, vs_torch, list(dict.fromkeys(notes)))
+    return ModelReport(
+        outputs, results, largest, ok, vs_first, vs_torch, list(dict.fromkeys(notes)), ran_by
+    )
 
 
 def _single_node(model: onnx.ModelProto) -> tuple[float, str, tuple[str, str]] | None:
@@ -274,3 +282,8 @@ def _single_node(model: onnx.ModelProto) -> tuple[float, str, tuple[str, str]] |
             node.input[0], node.input[1])
     except ValueError:
         return None
+
+
+def _limit_reason(path: str, dtype: str) -> str:
+    limit = PATHS[path].dtype_limit(dtype)
+    return limit.reason if limit is not None else ""

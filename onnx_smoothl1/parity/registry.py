@@ -12,8 +12,10 @@ A path declares:
 - how to prove what ran (``what_ran``: "kernel", "function (inlined by ORT)", "inlined
   model", "<EP> ran the compute nodes", from the path's own evidence: a profile, the model
   it handed over, the EP placement record);
-- its known limits (``known_limits``, ``ulp_limits``): a third-party runtime's documented
-  lower precision, reported as unsupported with the measured error, never as a pass.
+- its known limits (``limits``, see ``parity.limits``): a third-party runtime's documented
+  deviation from SPEC, for a scope of cases decided by the case alone, so that the verdict is
+  the same on every machine; reported as unsupported with the measured error, and a failure
+  beyond the limit's bound.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import onnx
 
 from .cases import Case
+from .limits import KnownLimit
 from .models import function_model
 
 #: Comma-separated path names to treat as unavailable (tests, or to skip a slow runtime).
@@ -58,14 +61,8 @@ class ParityPath:
     runs_models = True
     #: the oracle itself in the inputs' dtype: shown for reference, never a failure
     baseline = False
-    #: dtype -> (a known lower-precision behaviour of this runtime, whether it also explains
-    #: NaN/inf mismatches). A case of that dtype outside SPEC's tolerance is reported as
-    #: unsupported with this reason and the measured error; other mismatches still fail.
-    known_limits: Mapping[str, tuple[str, bool]] = {}
-    #: dtype -> a known limit costing at most one rounding more than PyTorch: a case beyond
-    #: SPEC's bound is unsupported with this reason when its result is within 1 ulp of
-    #: PyTorch's own result element by element; anything further off still fails.
-    ulp_limits: Mapping[str, str] = {}
+    #: known limits of this runtime (``parity.limits.KnownLimit``): scope, reason, bound
+    limits: Sequence[KnownLimit] = ()
     #: what this path claims to execute; ``what_ran`` says what it proved
     executes = ""
 
@@ -95,6 +92,16 @@ class ParityPath:
         self, model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], key: object = None
     ) -> list[np.ndarray]:
         raise NotImplementedError(f"{type(self).__name__} does not run models")
+
+    @classmethod
+    def limit_for(cls, case: Case) -> KnownLimit | None:
+        """The known limit whose scope holds ``case``, if any."""
+        return next((lim for lim in cls.limits if lim.covers(case)), None)
+
+    @classmethod
+    def dtype_limit(cls, dtype: str) -> KnownLimit | None:
+        """A known limit for results of ``dtype`` (a user's model: no grid case to scope by)."""
+        return next((lim for lim in cls.limits if lim.dtype == dtype), None)
 
     def proved(self, what: str) -> None:
         """Record what the last run proved it executed (see ``what_ran``)."""

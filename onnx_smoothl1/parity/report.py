@@ -27,6 +27,8 @@ class CaseResult:
     max_abs: float = 0.0
     max_rel: float = 0.0
     detail: str = ""
+    #: for a case classified by a known limit: whether it met SPEC on this machine anyway
+    spec_ok: bool | None = None
 
 
 @dataclass
@@ -76,6 +78,10 @@ class Cell:
                 a = max(np.nan_to_num(r.max_abs, nan=0.0) for r in measured)
                 b = max(np.nan_to_num(r.max_rel, nan=0.0) for r in measured)
                 reason = f"{reason} (measured worst: abs {a:.3g}, rel {b:.3g})"
+            judged = [r for r in results if r.spec_ok is not None]
+            if judged:
+                met = sum(bool(r.spec_ok) for r in judged)
+                reason = f"{reason}; within SPEC on this machine: {met}/{len(judged)}"
             out[reason] = results
         return out
 

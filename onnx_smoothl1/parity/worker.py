@@ -249,7 +249,7 @@ class _OrtEpRunner:
             so.add_provider_for_devices(self._webgpu_devices(), {})
             return ort.InferenceSession(model_bytes, so)
         return ort.InferenceSession(model_bytes, so, providers=[
-            ("OpenVINOExecutionProvider", {"device_type": "CPU", "precision": "FP32"}),
+            ("OpenVINOExecutionProvider", {"device_type": "CPU", "precision": "FP32", "num_of_threads": "1"}),
             "CPUExecutionProvider",
         ])
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..limits import reciprocal_limit
 from ..placement import OPENVINO_EP
 from ..registry import register
 from ._ep import ROOT, SETUP_HINT, EpPath
-from .openvino import RECIPROCAL_DIVISION
 
 #: The interpreter of the onnxruntime-openvino venv (default ROOT/.venv-ort-openvino).
 OPENVINO_PYTHON_ENV = "ONNX_SMOOTHL1_ORT_OPENVINO_PYTHON"
@@ -25,7 +25,7 @@ class OrtOpenVinoEpPath(EpPath):
     ep = OPENVINO_EP
     runtime = "openvino"
     declare_ranks = True
-    ulp_limits = {"float32": f"OpenVINO {RECIPROCAL_DIVISION}"}
+    limits = (reciprocal_limit("OpenVINO"),)
     placement_limits = {
         "float64": "OpenVINO's CPU plugin has no float64 arithmetic: the EP leaves float64 "
         "nodes to the CPU provider",

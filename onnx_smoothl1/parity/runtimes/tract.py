@@ -11,18 +11,18 @@ import onnx
 
 from ... import oracle
 from ..cases import Case
+from ..limits import reciprocal_limit
 from ..models import op_types, specialise, with_static_shapes
 from ..registry import Unsupported, import_reason, register
 from ..worker import Worker
 from ._inlined import InlinedPath
-from .openvino import RECIPROCAL_DIVISION
 
 
 @register
 class TractPath(InlinedPath):
     name = "tract"
     title = "tract on the inlined model, in a worker subprocess"
-    ulp_limits = {"float32": f"tract {RECIPROCAL_DIVISION}"}
+    limits = (reciprocal_limit("tract"),)
 
     def __init__(self) -> None:
         super().__init__()
