@@ -78,7 +78,7 @@ PROGRAMS = {
         [lambda m, x, y: F.smooth_l1_loss(torch.tanh(x) * 3.0, y, beta=0.5),
          lambda m, x, y: F.huber_loss(x, y, reduction="none", delta=1.5),
          lambda m, x, y: F.l1_loss(x, y, reduction="sum")],
-        ["mean", "none", "sum"], ops=[S, H, S]),
+        ["mean", "none", "sum"], ops=[S, H, S], after=5),  # Tanh, Mul and the three losses
     "unoptimized_mean": _p([lambda m, x, y: F.smooth_l1_loss(x, y)], ["mean"], optimize=False, after=1),
     "unoptimized_huber_delta1": _p([lambda m, x, y: F.huber_loss(x, y)], ["mean"], optimize=False, ops=[H],
                                    after=1),
