@@ -9,9 +9,9 @@
 // Each (execution provider, element type, loss) triple is one OrtCustomOp named SmoothL1Loss
 // or HuberLoss; ORT merges the ops of one name into one schema and picks the kernel by type.
 // Both losses share every piece below (attribute reading, broadcasting, kernels); the loss
-// is a template parameter of the op, which ReadNodeConfig stores in the node's Attrs. The ops build on the lite
-// custom-op API's OrtLiteCustomOp base (names, types, versions), but create and compute
-// through the V2 entry points, so that
+// is a template parameter of the op, which ReadNodeConfig stores in the node's Attrs. The
+// ops build on the lite custom-op API's OrtLiteCustomOp base (names, types, versions), but
+// create and compute through the V2 entry points, so that
 //   * invalid attributes fail session creation with an OrtStatus naming the node, the
 //     attribute and the value (no C++ exception crosses the library boundary), and
 //   * Compute works on the raw OrtKernelContext: no per-call heap allocation of argument
