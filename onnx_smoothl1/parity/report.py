@@ -120,6 +120,8 @@ class Report:
     #: path -> what really executed, as its path proved it ("kernel", "function (inlined by
     #: ORT)", "inlined model", "<EP> ran the compute nodes"), per dtype where they differ
     ran: dict[str, str] = field(default_factory=dict)
+    #: path -> seconds spent running its cases (set-up included: imports, compiles)
+    path_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -164,6 +166,8 @@ class Report:
             lines.append(f"  FAIL {r.path} {r.case.label}: {r.detail}")
         for p, note in self.notes.items():
             lines.append(f"  note {p}: {note}")
+        if self.path_seconds:
+            lines.append("  seconds per path: " + ", ".join(f"{p} {s:.1f}" for p, s in self.path_seconds.items()))
         lines.append("OK: every supported cell passes" if self.ok else "FAILED")
         return "\n".join(lines)
 
@@ -219,6 +223,9 @@ class Report:
             out.append("")
         if self.notes:
             out += ["## Notes", ""] + [f"- **{p}**: {n}" for p, n in self.notes.items()] + [""]
+        if self.path_seconds:
+            out += ["Seconds per path (its cases, set-up included): " + ", ".join(
+                f"{p} {s:.1f}" for p, s in self.path_seconds.items()) + ".", ""]
         return "\n".join(out)
 
     def to_json(self) -> dict[str, Any]:
@@ -228,6 +235,7 @@ class Report:
             "cases": len(self.cases),
             "seconds": self.seconds,
             "ran": self.ran,
+            "path_seconds": self.path_seconds,
             "cells": {
                 f"{p}/{d}": {
                     "status": c.status,
@@ -241,6 +249,7 @@ class Report:
                 for (p, d), c in self.cells.items()
             },
             "notes": self.notes,
+            "verdicts": self.verdicts(),
         }
 
 

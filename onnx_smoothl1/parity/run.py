@@ -106,6 +106,7 @@ def run_grid(
         (p.name, d): Cell(p.name, d, baseline=p.baseline) for p in selected for d in dtype_list
     }
     proofs: dict[str, dict[str, list[str]]] = {p.name: {} for p in selected}
+    seconds: dict[str, float] = dict.fromkeys((p.name for p in selected), 0.0)
     notes: dict[str, str] = {}
     try:
         for case in cases:
@@ -120,7 +121,9 @@ def run_grid(
                         path.name, case, UNSUPPORTED, np.nan, np.nan, path.unavailable
                     )
                 else:
+                    t0 = time.perf_counter()
                     result = evaluate(path, case, x, y, ref64, own)
+                    seconds[path.name] += time.perf_counter() - t0
                     if result.status == PASS or result.spec_ok is not None or (
                         result.status == FAIL and np.isfinite(result.max_abs)
                     ):
@@ -138,5 +141,5 @@ def run_grid(
     return Report(
         [p.name for p in selected], dtype_list, cells, cases, notes, environment(),
         time.perf_counter() - start, {p.name: p.title for p in selected},
-        {p.name: _what_ran(proofs[p.name], dtype_list) for p in selected},
+        {p.name: _what_ran(proofs[p.name], dtype_list) for p in selected}, seconds,
     )
