@@ -337,3 +337,62 @@ def test_bad_attributes_fail_at_session_creation(torch_cuda, beta, reduction, ne
         ort.InferenceSession(_raw_model(beta, reduction), sess_options=options, providers=["CUDAExecutionProvider"])
     message = str(info.value)
     assert needle in message and "smooth_l1" in message, message
+
+
+# --- HuberLoss on the CUDA kernel (issue 12: same kernel code, the Huber formula) ---------
+DELTAS = [0.35, 1.0, 2.5]
+
+
+@functools.lru_cache(maxsize=None)
+def huber_bytes(delta: float, reduction: str, dtype: str) -> bytes:
+    from onnx_smoothl1.model import make_huber_model
+
+    return make_huber_model(delta=delta, reduction=reduction, dtype=dtype).SerializeToString()
+
+
+def huber_session(delta: float, reduction: str, dtype: str, provider: str = "CUDAExecutionProvider"):
+    options = cuda_options() if provider == "CUDAExecutionProvider" else None
+    return sl1.inference_session(huber_bytes(delta, reduction, dtype), providers=[provider], custom_op=True,
+                                 options=options)
+
+
+def check_huber(out, x, y, *, delta, reduction, dtype) -> None:
+    ref = oracle.reference(x, y, loss="huber", delta=delta, reduction=reduction)
+    own = oracle.torch_same_dtype(x, y, loss="huber", delta=delta, reduction=reduction)
+    verdict = oracle.compare(out, ref, dtype=dtype, reduction=reduction, torch_own=own)
+    assert verdict.ok, f"huber {dtype} delta={delta} {reduction}: {verdict.detail}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", list(SMALL_SHAPES))
+@pytest.mark.parametrize("delta", DELTAS)
+@pytest.mark.parametrize("reduction", sl1.REDUCTIONS)
+def test_huber_parity_with_torch(torch_cuda, dtype, shape, delta, reduction):
+    x, y = make_inputs(*SMALL_SHAPES[shape], dtype, seed=stable_seed("huber", shape, delta, dtype))
+    out = run_host(huber_session(delta, reduction, dtype), x, y)
+    check_huber(out, x, y, delta=delta, reduction=reduction, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", sl1.REDUCTIONS)
+def test_huber_cpu_kernel_matches_cuda_kernel(torch_cuda, dtype, reduction):
+    x, y = make_inputs((1000, 37), (1000, 37), dtype, seed=12)
+    on_cpu = runtime.run(huber_session(0.35, reduction, dtype, "CPUExecutionProvider"),
+                         {"input": x, "target": y})[0]
+    on_gpu = run_host(huber_session(0.35, reduction, dtype), x, y)
+    check_huber(on_cpu, x, y, delta=0.35, reduction=reduction, dtype=dtype)
+    check_huber(on_gpu, x, y, delta=0.35, reduction=reduction, dtype=dtype)
+
+
+@pytest.mark.parametrize("delta", [0.0, -1.0, float("nan"), float("inf")])
+def test_huber_bad_delta_fails_at_session_creation(torch_cuda, delta):
+    from onnx_smoothl1.model import make_huber_model
+
+    model = make_huber_model(delta=0.5)
+    for attr in model.graph.node[0].attribute:
+        if attr.name == "delta":
+            attr.f = delta
+    options = cuda_options()
+    options.register_custom_ops_library(sl1.get_library_path())
+    with pytest.raises(Exception, match="delta"):
+        ort.InferenceSession(model.SerializeToString(), sess_options=options, providers=["CUDAExecutionProvider"])
