@@ -40,7 +40,6 @@ from ...function import attach_function, make_node
 from ...inline import inline
 from ...model import ir_version_for
 from ..cases import BETAS, Case
-from ..registry import Unsupported
 from ._inlined import InlinedPath
 
 #: Where compiled modules are kept between runs ("off": not at all).
@@ -62,7 +61,7 @@ def host_cpu() -> str:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
         return platform.processor() or platform.machine()
-    fields = {}
+    fields: dict[str, str] = {}
     for line in info.splitlines():
         key, _, value = line.partition(":")
         fields.setdefault(key.strip(), value.strip())
@@ -127,9 +126,6 @@ class CompiledPath(InlinedPath):
     #: the compiled file's suffix in the cache
     suffix = ""
 
-    #: whether the runtime takes bfloat16 tensors at all (else: Unsupported with ``no_bf16``)
-    no_bf16 = ""
-
     def __init__(self) -> None:
         super().__init__()
         self._compiled: dict[str, Any] = {}
@@ -149,8 +145,8 @@ class CompiledPath(InlinedPath):
         key = hashlib.sha256(data + f"\n{self.name}\n{self.fingerprint()}\n{host_cpu()}".encode()).hexdigest()
         where = cache_dir()
         if where is None:
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / f"module{self.suffix}"
+            with tempfile.TemporaryDirectory() as scratch:
+                path = Path(scratch) / f"module{self.suffix}"
                 self.compile_to(model, path)
                 return self.load(path)
         path = where / self.name / f"{key}{self.suffix}"
@@ -170,12 +166,11 @@ class CompiledPath(InlinedPath):
     def _run(self, model_bytes: bytes, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         model = onnx.ModelProto.FromString(model_bytes)
         self.prove_inlined(model)
-        if self.no_bf16 and any(np.asarray(v).dtype.name == "bfloat16" for v in feeds.values()):
-            raise Unsupported(self.no_bf16)
         key = hashlib.sha256(model_bytes).hexdigest()
         if key not in self._compiled:
             self._compiled[key] = self.compile(model, model_bytes)
-        names = [i.name for i in model.graph.input]
+        initializers = {t.name for t in model.graph.initializer}
+        names = [i.name for i in model.graph.input if i.name not in initializers]
         missing = [n for n in names if n not in feeds]
         if missing:
             raise ValueError(f"feeds: no value for model input(s) {', '.join(missing)}")
