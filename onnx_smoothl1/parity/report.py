@@ -200,7 +200,7 @@ class Report:
             out += ["Paths (what ran: what the path proved executed):", ""]
             for p in self.paths:
                 title = self.titles.get(p, "")
-                ran = self.ran.get(p, "nothing ran")
+                ran = self.ran.get(p) or "nothing (no case ran)"
                 out.append(f"- `{p}`: {title}. What ran: {ran}.")
             out.append("")
         details = []

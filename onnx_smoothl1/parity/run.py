@@ -41,11 +41,13 @@ def evaluate(
         return CaseResult(path.name, case, UNSUPPORTED, exc.max_abs, exc.max_rel, str(exc))
     except Exception as exc:
         if path.third_party:
-            return CaseResult(path.name, case, UNSUPPORTED, detail=f"{path.name}: {first_line(exc)}")
+            return CaseResult(
+                path.name, case, UNSUPPORTED, np.nan, np.nan, f"{path.name}: {first_line(exc)}"
+            )
         if broadcast and any(w in str(exc).lower() for w in ("shape", "broadcast")):
             # SPEC: a path supporting less than numpy broadcasting must reject it clearly.
             return CaseResult(
-                path.name, case, UNSUPPORTED, detail=f"rejects broadcasting: {first_line(exc)}"
+                path.name, case, UNSUPPORTED, np.nan, np.nan, f"rejects broadcasting: {first_line(exc)}"
             )
         return CaseResult(path.name, case, FAIL, np.inf, np.inf, f"error: {first_line(exc)}")
     with warnings.catch_warnings(), np.errstate(all="ignore"):
