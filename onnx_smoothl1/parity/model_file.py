@@ -228,10 +228,10 @@ def run_model_file(
                 own = oracle.torch_same_dtype(x, y, beta=beta, reduction=reduction)
                 for p, outs in ran.items():
                     v = oracle.compare(outs[0], ref, dtype=dtype, reduction=reduction, torch_own=own)
-                    limited = PATHS[p].dtype_limit(dtype) if p in PATHS else None
+                    known = PATHS[p].dtype_limit(dtype) if p in PATHS else None
                     if v.ok:
                         vs_torch[p] = f"pass (abs {v.max_abs:.3g}, rel {v.max_rel:.3g})"
-                    elif limited:
+                    elif known is not None:
                         vs_torch[p] = f"outside SPEC, known limit ({v.detail})"
                     else:
                         vs_torch[p] = f"FAIL ({v.detail})"

@@ -116,7 +116,7 @@ def placement_from(info: Mapping[str, Any]) -> Placement:
     """A ``Placement`` from the worker's record (``worker._OrtEpRunner._placement``)."""
     return Placement(
         list(info["providers"]),
-        [tuple(a) for a in info["assigned"]],  # type: ignore[misc]
-        {k: tuple(v) for k, v in info["events"].items()},  # type: ignore[misc]
+        [tuple(a) for a in info["assigned"]],
+        {k: tuple(v) for k, v in info["events"].items()},
         info.get("ort_version", ""),
     )

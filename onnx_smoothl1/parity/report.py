@@ -162,8 +162,8 @@ class Report:
                 continue  # already in the matrix
             for reason, n in cell.reasons().items():
                 lines.append(f"  {p} {d}: {n} case(s) unsupported: {reason}")
-        for r in self.failures()[:30]:
-            lines.append(f"  FAIL {r.path} {r.case.label}: {r.detail}")
+        for failed in self.failures()[:30]:
+            lines.append(f"  FAIL {failed.path} {failed.case.label}: {failed.detail}")
         for p, note in self.notes.items():
             lines.append(f"  note {p}: {note}")
         if self.path_seconds:

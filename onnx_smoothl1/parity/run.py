@@ -29,7 +29,8 @@ from .report import FAIL, PASS, UNSUPPORTED, CaseResult, Cell, Report, environme
 
 
 def evaluate(
-    path: ParityPath, case: Case, x: np.ndarray, y: np.ndarray, ref64: np.ndarray, own: np.ndarray
+    path: ParityPath, case: Case, x: np.ndarray, y: np.ndarray, ref64: np.ndarray,
+    own: np.ndarray | None,
 ) -> CaseResult:
     """Run one case through one path and judge it (see the module docstring)."""
     broadcast = np.shape(x) != np.shape(y)
