@@ -30,6 +30,7 @@ the issue targets, and writes ``cpu_bench.md``, ``cpu_bench.json`` and ``cpu_ben
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -193,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=1.0, help="seconds per (N, reduction) at least")
     parser.add_argument("--focus-log2", type=int, default=24,
                         help="the quoted row (README, issue targets): measured with 4x the budget")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--memory", type=int, nargs="?", const=27, default=None, metavar="LOG2N",
                         help="only measure the function path's peak memory at 2^LOG2N (27)")
     args = parser.parse_args(argv)
@@ -208,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import onnx_smoothl1 as sl1
+    from onnx_smoothl1 import progress
 
     torch.set_num_threads(args.threads)
     sl1.get_library_path()  # CustomOpUnavailable, saying why, if the kernel is not built
@@ -231,6 +234,11 @@ def main(argv: list[str] | None = None) -> int:
           f"threads {args.threads}, {platform.processor() or platform.machine()}")
     print(header)
     print("-" * len(header))
+    # Progress on stderr for a person at a terminal (silent in logs and with --quiet); closed
+    # after the loop (an exception ends the process anyway).
+    bars = contextlib.ExitStack()
+    bar = bars.enter_context(progress.bar((args.max_log2 - args.min_log2 + 1) * len(REDUCTIONS), "bench cpu",
+                                          quiet=args.quiet))
     for log2n in range(args.min_log2, args.max_log2 + 1):
         n = 2**log2n
         x = rng.standard_normal(n, dtype=np.float32)
@@ -238,14 +246,16 @@ def main(argv: list[str] | None = None) -> int:
         tx, ty = torch.from_numpy(x), torch.from_numpy(y)
         feeds = {"input": x, "target": y}
         for reduction in REDUCTIONS:
+            bar.now(f"N=2^{log2n} {reduction}")
             fused, function = sessions[(reduction, True)], sessions[(reduction, False)]
             calls = {
-                "fused": lambda s=fused: s.run(None, feeds),
-                "torch": lambda r=reduction: torch.nn.functional.smooth_l1_loss(tx, ty, reduction=r, beta=1.0),
-                "read": lambda: np.dot(x, y),
+                "fused": lambda s=fused, f=feeds: s.run(None, f),
+                "torch": lambda r=reduction, a=tx, b=ty: torch.nn.functional.smooth_l1_loss(a, b, reduction=r,
+                                                                                          beta=1.0),
+                "read": lambda a=x, b=y: np.dot(a, b),
             }
             if log2n <= ABS_MAX_LOG2:
-                calls["abs"] = lambda: abs_session.run(None, {"x": x})
+                calls["abs"] = lambda a=x: abs_session.run(None, {"x": a})
             small = log2n <= 14
             # The function path is 10-30x slower and allocates several float64 temporaries
             # (evicting the inputs from cache), so it is timed on its own, after the others.
@@ -256,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                                budget=args.budget * (4 if focus else 1), samples=samples)
             plain_session, plain_names = plain[reduction]
             plain_feeds = dict(zip(plain_names, (x, y)))
-            pair = {"function": lambda s=function: s.run(None, feeds),
+            pair = {"function": lambda s=function, f=feeds: s.run(None, f),
                     "plain": lambda s=plain_session, f=plain_feeds: s.run(None, f)}
             pair_samples: dict = {}
             med.update(_round_robin(pair, min_reps=20 if small else 5,
@@ -278,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
             row["fused_over_abs"] = _paired_ratio(samples, "fused", "abs") if "abs" in med else None
             rows.append(row)
             print(_fmt_row(row), flush=True)
+            bar.done()
+    bars.close()
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -374,7 +386,8 @@ def _markdown(rows, meta) -> str:
         _targets(rows, meta),
         "```",
         "",
-        "| log2 N | reduction | fused | function | plain torch.onnx | torch | read (np.dot) | Abs node | fused/read | function/fused | function/plain | torch/fused | fused/Abs |",
+        "| log2 N | reduction | fused | function | plain torch.onnx | torch | read (np.dot) | Abs node "
+        "| fused/read | function/fused | function/plain | torch/fused | fused/Abs |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:

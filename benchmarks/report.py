@@ -76,10 +76,16 @@ def cuda_available() -> tuple[bool, str]:
 
 
 # ----------------------------------------------------------------------------- running
-def _run(cmd: list[str], log: Path) -> int:
+def _run(cmd: list[str], log: Path, *, quiet: bool = False) -> int:
+    """Run a benchmark script, its output teed to ``log``. On a terminal (and not ``quiet``)
+    its stderr goes straight to the terminal, so its progress bar is drawn there."""
     print("$ " + " ".join(cmd), flush=True)
+    live = not quiet and sys.stderr.isatty()
+    if quiet:
+        cmd = [*cmd, "--quiet"]
     with open(log, "w") as f:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=None if live else subprocess.STDOUT, text=True)
         assert proc.stdout is not None
         for line in proc.stdout:
             sys.stdout.write(line)
@@ -149,7 +155,8 @@ def cpu_headline(rows: list[dict]) -> list[str]:
 
 def cpu_table(rows: list[dict]) -> list[str]:
     out = [
-        "| log2 N | reduction | fused | function | plain torch.onnx | torch | read (np.dot) | Abs node | fused/read | function/fused | function/plain | torch/fused |",
+        "| log2 N | reduction | fused | function | plain torch.onnx | torch | read (np.dot) | Abs node "
+        "| fused/read | function/fused | function/plain | torch/fused |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in sorted(rows, key=lambda r: (["mean", "sum", "none"].index(r["reduction"]), r["log2n"])):
@@ -187,7 +194,8 @@ def gpu_headline(rows: list[dict]) -> list[str]:
 
 def gpu_table(rows: list[dict]) -> list[str]:
     out = [
-        "| dtype | reduction | log2 N | CUDA op | function (CUDA EP) | torch | copy | op TB/s | op / copy | torch / op | function / op |",
+        "| dtype | reduction | log2 N | CUDA op | function (CUDA EP) | torch | copy | op TB/s | op / copy "
+        "| torch / op | function / op |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
@@ -307,6 +315,7 @@ def main(
     gpu: bool | None = None,
     from_results: bool = False,
     output: str | None = None,
+    quiet: bool = False,
 ) -> int:
     root = Path(root) if root else ROOT
     results = root / ("build/bench-quick" if quick else "benchmarks/results")
@@ -319,7 +328,8 @@ def main(
             if quick:
                 args += ["--max-log2", "12", "--budget", "0.1"]
             (results / "cpu_bench.machine.json").write_text(json.dumps(machine_info(), indent=1) + "\n")
-            rc = _run([sys.executable, str(root / "benchmarks" / "cpu.py"), *args], results / "cpu_bench.log")
+            rc = _run([sys.executable, str(root / "benchmarks" / "cpu.py"), *args], results / "cpu_bench.log",
+                      quiet=quiet)
             if rc:
                 notes.append(f"benchmarks/cpu.py exited with {rc} (see cpu_bench.log)")
                 code = rc

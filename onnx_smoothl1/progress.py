@@ -8,6 +8,7 @@ only for a person watching: it stays silent when stderr is not a terminal (CI lo
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,13 @@ def enabled(stream: TextIO | None = None, *, quiet: bool = False) -> bool:
     stream = sys.stderr if stream is None else stream
     isatty = getattr(stream, "isatty", None)
     return not quiet and bool(isatty and isatty())
+
+
+def _columns(stream: TextIO) -> int:
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):  # not a real file descriptor
+        return 80
 
 
 class Bar:
@@ -50,6 +58,8 @@ def bar(total: int, desc: str, *, quiet: bool = False, stream: TextIO | None = N
     if not enabled(stream, quiet=quiet):
         yield Bar(None)
         return
-    with tqdm(total=total, desc=desc, file=stream, unit="case", leave=False, dynamic_ncols=True,
-              mininterval=mininterval) as t:
+    # A terminal that reports a 0 x 0 size (a bare pty) would get no bar: draw 100 x 24.
+    wide = _columns(stream) > 0
+    with tqdm(total=total, desc=desc, file=stream, unit="case", leave=False, dynamic_ncols=wide,
+              ncols=None if wide else 100, nrows=None if wide else 24, mininterval=mininterval) as t:
         yield Bar(t)

@@ -319,7 +319,7 @@ def available_commands() -> dict[str, str | None]:
     """Command -> None if available, else why it is skipped."""
     from onnx_smoothl1 import cli, runtime
 
-    sub = next(a for a in cli._parser(cli._extra_commands())._actions if a.dest == "command")
+    sub = next(a for a in cli.build_parser()._actions if a.dest == "command")
     result: dict[str, str | None] = {}
     for cmd in ("info", "run", "fuse", "inline"):
         result[cmd] = None if cmd in sub.choices else f"`onnx-smoothl1 {cmd}` does not exist (yet)"

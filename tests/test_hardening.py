@@ -18,12 +18,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from conftest import run_cli
 from onnx import helper
 
 import onnx_smoothl1 as sl1
 from onnx_smoothl1 import runtime
-
-from conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 F32 = np.float32
@@ -604,7 +603,7 @@ def test_mixed_input_types_refused_on_every_path():
 def _cli_has(command: str) -> bool:
     from onnx_smoothl1 import cli
 
-    sub = next(a for a in cli._parser(cli._extra_commands())._actions if a.dest == "command")
+    sub = next(a for a in cli.build_parser()._actions if a.dest == "command")
     return command in sub.choices
 
 

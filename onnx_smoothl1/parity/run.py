@@ -99,8 +99,12 @@ def run_grid(
     shapes: Sequence[str] | None = None,
     betas: Sequence[float] | None = None,
     progress: Callable[[str], None] | None = None,
+    now: Callable[[str], None] | None = None,
 ) -> Report:
-    """Run the grid through every selected path; see the module docstring."""
+    """Run the grid through every selected path; see the module docstring.
+
+    ``progress(case_label)`` is called after each case, ``now("case_label: path")`` before
+    each path runs it (the CLI's progress bar shows both)."""
     start = time.perf_counter()
     cases = grid(dtypes, shapes=shapes, betas=betas, quick=quick)
     dtype_list = list(dict.fromkeys(c.dtype for c in cases))
@@ -124,6 +128,8 @@ def run_grid(
                         path.name, case, UNSUPPORTED, np.nan, np.nan, path.unavailable
                     )
                 else:
+                    if now:
+                        now(f"{case.label}: {path.name}")
                     t0 = time.perf_counter()
                     result = evaluate(path, case, x, y, ref64, own)
                     seconds[path.name] += time.perf_counter() - t0

@@ -1,26 +1,16 @@
-"""``onnx-smoothl1`` command line: make-model, make-models, run, info, demo (+ export/fuse/inline).
-
-User mistakes (bad arguments, missing or corrupt files, wrong inputs) print one line on
-stderr and exit with code 2, never a traceback; argparse already behaves that way for its
-own errors.
-"""
+"""The model commands: ``make-model``, ``make-models``, ``run``, ``info``, ``demo``."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import onnx
 
-from . import spec
-
-
-class UsageError(Exception):
-    """A mistake by the user: reported on stderr with exit code 2."""
-
+from .. import spec
+from ._common import UsageError, load_model, load_npy, save
 
 #: The checked-in ready-made models (``make models``): file name -> make_model arguments
 #: (``make_huber_model``'s where ``delta`` is given).
@@ -33,31 +23,8 @@ READY_MADE: dict[str, dict[str, object]] = {
 }
 
 
-def _load_model(path: str) -> onnx.ModelProto:
-    if not Path(path).is_file():
-        raise UsageError(f"MODEL: no such file: {path}")
-    try:
-        return onnx.load(path)
-    except Exception as exc:  # protobuf raises several types for corrupt bytes
-        raise UsageError(f"MODEL: {path} is not a readable ONNX model ({exc})") from exc
-
-
-def _load_npy(path: str, arg: str) -> np.ndarray:
-    if not Path(path).is_file():
-        raise UsageError(f"{arg}: no such file: {path}")
-    try:
-        return np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise UsageError(f"{arg}: {path} is not a readable .npy file ({exc})") from exc
-
-
-def _save(model: onnx.ModelProto, out: str) -> None:
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, out)
-
-
 def _cmd_make_model(args: argparse.Namespace) -> None:
-    from .model import make_huber_model, make_model
+    from ..model import make_huber_model, make_model
 
     common = {"reduction": args.reduction, "dtype": args.dtype, "opset": args.opset,
               "rank": args.rank}
@@ -72,19 +39,19 @@ def _cmd_make_model(args: argparse.Namespace) -> None:
             raise UsageError("--delta is HuberLoss's parameter: add --loss huber (or use --beta)")
         beta = spec.DEFAULT_BETA if args.beta is None else args.beta
         model = make_model(beta=beta, **common)
-    _save(model, args.output)
+    save(model, args.output)
     print(f"wrote {args.output}")
 
 
 def write_ready_made(directory: str | Path) -> list[Path]:
     """Write the ready-made models of ``READY_MADE`` into ``directory`` (deterministic bytes)."""
-    from .model import make_huber_model, make_model
+    from ..model import make_huber_model, make_model
 
     written = []
     for name, kwargs in READY_MADE.items():
         path = Path(directory) / name
         maker = make_huber_model if "delta" in kwargs else make_model
-        _save(maker(**kwargs), str(path))  # type: ignore[arg-type]
+        save(maker(**kwargs), str(path))  # type: ignore[arg-type]
         written.append(path)
     return written
 
@@ -96,7 +63,7 @@ def _cmd_make_models(args: argparse.Namespace) -> None:
 
 def _feed(model: onnx.ModelProto, arrays: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
     """Name the arrays after the model's inputs, checking each has the declared type."""
-    from .oracle import NUMPY_DTYPES
+    from ..oracle import NUMPY_DTYPES
 
     inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
     if len(inputs) != len(arrays):
@@ -121,11 +88,11 @@ def _feed(model: onnx.ModelProto, arrays: Sequence[np.ndarray]) -> dict[str, np.
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
-    from .runtime import CustomOpUnavailable, profile_node_ops, ran_fused_kernel
+    from ..runtime import CustomOpUnavailable, profile_node_ops, ran_fused_kernel
 
-    model = _load_model(args.model)
-    x = _load_npy(args.input, "--input")
-    y = _load_npy(args.target, "--target")
+    model = load_model(args.model)
+    x = load_npy(args.input, "--input")
+    y = load_npy(args.target, "--target")
     try:
         np.broadcast_shapes(x.shape, y.shape)
     except ValueError:
@@ -147,7 +114,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
-    model = _load_model(args.model)
+    model = load_model(args.model)
     functions = {(f.domain, f.name) for f in model.functions}
     opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
     print(f"{args.model}: ir_version {model.ir_version}, opsets {opsets}")
@@ -177,32 +144,14 @@ def _cmd_info(args: argparse.Namespace) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
-    from .demo import run_demo
+    from ..demo import run_demo
 
     if not run_demo(n=args.n, seed=args.seed):
         raise SystemExit(1)
 
 
-def _version() -> str:
-    """The installed distribution's version (wheel or editable install); the package's own
-    ``__version__`` in a plain checkout that has no distribution metadata."""
-    from importlib import metadata
-
-    try:
-        return metadata.version("onnx-smoothl1")
-    except metadata.PackageNotFoundError:
-        from . import __version__
-
-        return __version__
-
-
-def _parser(extra: Sequence[Callable[[argparse._SubParsersAction], None]]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="onnx-smoothl1",
-        description="PyTorch's SmoothL1Loss as the ONNX node onnx_smoothl1::SmoothL1Loss.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register this group's subcommands."""
 
     p = sub.add_parser("make-model", help="write a one-node SmoothL1Loss (or HuberLoss) model")
     p.add_argument("--loss", choices=list(spec.LOSSES), default="smooth_l1",
@@ -241,42 +190,3 @@ def _parser(extra: Sequence[Callable[[argparse._SubParsersAction], None]]) -> ar
     p.add_argument("--n", type=int, default=100_000, help="elements per input (default 100000)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_demo)
-
-    for add in extra:
-        add(sub)
-    return parser
-
-
-#: Modules that add subcommands through ``add_commands(subparsers)``: the exporters
-#: (export, fuse, inline) and the parity/benchmark tools (parity, bench).
-EXTENSIONS = ("cli_export", "cli_parity")
-
-
-def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
-    import importlib
-    import importlib.util
-
-    return [
-        importlib.import_module(f"{__package__}.{name}").add_commands
-        for name in EXTENSIONS
-        if importlib.util.find_spec(f"{__package__}.{name}") is not None
-    ]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser(_extra_commands())
-    args = parser.parse_args(argv)
-    try:
-        args.func(args)
-    except (UsageError, ValueError) as exc:
-        print(f"onnx-smoothl1 {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    # Run the package's own module, not this __main__ copy, so that exception classes such as
-    # UsageError are the ones the extension modules raise.
-    from onnx_smoothl1.cli import main as package_main
-
-    sys.exit(package_main())

@@ -1,4 +1,4 @@
-"""``onnx-smoothl1 parity`` and ``onnx-smoothl1 bench`` (loaded by cli.py's EXTENSIONS)."""
+"""The parity and benchmark commands: ``parity`` and ``bench``."""
 
 from __future__ import annotations
 
@@ -6,38 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-
-def _split(values: list[str] | None) -> list[str] | None:
-    if values is None:
-        return None
-    return [v for item in values for v in item.split(",") if v]
-
-
-class UsageError(ValueError):
-    """A user mistake. A ValueError, so ``cli.main`` reports it (exit 2) even when it runs
-    as ``python -m onnx_smoothl1.cli``, where cli.py's own UsageError is another class."""
-
-
-def _load_model(path: str):
-    from . import cli
-
-    try:
-        return cli._load_model(path)
-    except Exception as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _load_npy(path: str, arg: str):
-    from . import cli
-
-    try:
-        return cli._load_npy(path, arg)
-    except Exception as exc:
-        raise UsageError(str(exc)) from None
+from ._common import UsageError
+from ._common import load_model as _load_model
+from ._common import load_npy as _load_npy
+from ._common import split as _split
 
 
 def _cmd_parity(args: argparse.Namespace) -> None:
-    from . import parity, spec
+    from .. import parity, progress, spec
 
     paths = _split(args.paths)
     if paths:
@@ -55,8 +31,14 @@ def _cmd_parity(args: argparse.Namespace) -> None:
         if args.write_cases is not None:
             _write_cases(args.write_cases, dtypes, args.quick)
             return
-        progress = (lambda label: print(f"  {label}", file=sys.stderr)) if args.verbose else None
-        report = parity.run_grid(dtypes, paths=paths, quick=args.quick, progress=progress)
+        total = len(parity.grid(dtypes, quick=args.quick))
+        with progress.bar(total, "parity", quiet=args.quiet or args.verbose) as bar:
+            def done(label: str) -> None:
+                if args.verbose:
+                    print(f"  {label}", file=sys.stderr)
+                bar.done()
+
+            report = parity.run_grid(dtypes, paths=paths, quick=args.quick, progress=done, now=bar.now)
         print(report.text())
         if args.report:
             _write(args.report, report.markdown())
@@ -84,8 +66,8 @@ def _cmd_parity(args: argparse.Namespace) -> None:
 
 
 def _write_cases(directory: str, dtypes: list[str], quick: bool) -> None:
-    from .parity import grid
-    from .parity.write_cases import write_cases
+    from ..parity import grid
+    from ..parity.write_cases import write_cases
 
     folders = write_cases(directory, grid(dtypes, quick=quick))
     print(f"wrote {len(folders)} cases (model.onnx + test_data_set_0/input_0.pb, input_1.pb, "
@@ -99,7 +81,7 @@ def _write(path: str, text: str) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
-    root = Path(args.root) if args.root else Path(__file__).resolve().parent.parent
+    root = Path(args.root) if args.root else Path(__file__).resolve().parents[2]
     if not (root / "benchmarks").is_dir():
         raise UsageError(f"no benchmarks/ directory under {root} (run from a source checkout or pass --root)")
     import importlib.util
@@ -116,6 +98,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         gpu=args.gpu,
         from_results=args.from_results,
         output=args.output,
+        quiet=args.quiet,
     )
     if code:
         raise SystemExit(code)
@@ -134,7 +117,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--dtypes", nargs="+", help="subset of float16 bfloat16 float32 float64")
-    from .parity import PATHS
+    from ..parity import PATHS
 
     p.add_argument("--paths", nargs="+", help=f"subset of {' '.join(PATHS)} (default: all)")
     p.add_argument("--quick", action="store_true", help="a smaller grid")
@@ -148,6 +131,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    "layout, DIR/<case>/model.onnx + test_data_set_0/{input_0,input_1,output_0}.pb, "
                    "the expected output being the float64 reference rounded to the dtype")
     p.add_argument("-v", "--verbose", action="store_true", help="print each case as it runs")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bar (it is drawn on stderr only when stderr is a terminal)")
     p.set_defaults(func=_cmd_parity)
 
     p = sub.add_parser(
@@ -166,4 +151,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="do not run anything: rebuild REPORT.md from benchmarks/results/*.json")
     p.add_argument("--output", metavar="PATH.md", help="default benchmarks/results/REPORT.md")
     p.add_argument("--root", help="source checkout holding benchmarks/ (default: this package's)")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bar (drawn on stderr only when stderr is a terminal)")
     p.set_defaults(func=_cmd_bench)

@@ -1,4 +1,4 @@
-"""CLI subcommands ``export``, ``fuse`` and ``inline`` (added to ``onnx-smoothl1`` by cli.py).
+"""The graph commands: ``export``, ``fuse`` and ``inline``.
 
 ``export MODULE:FACTORY`` imports the user's code: ``MODULE`` is a dotted module name
 (importable from the current directory) or a path to a ``.py`` file; ``FACTORY`` names a
@@ -15,23 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import spec
-from .cli import _save
-
-
-class UsageError(ValueError):
-    """A user mistake. A ValueError, which ``cli.main`` reports as one line with exit code 2
-    (also under ``python -m onnx_smoothl1.cli``, where cli's own UsageError class is
-    ``__main__.UsageError`` and would not match one imported from ``onnx_smoothl1.cli``)."""
-
-
-def _load_model(path: str):
-    from . import cli
-
-    try:
-        return cli._load_model(path)
-    except Exception as exc:  # cli.UsageError, whichever module object defined it
-        raise UsageError(str(exc)) from exc
+from .. import spec
+from ._common import UsageError, save
+from ._common import load_model as _load_model
 
 
 def _root_cause(exc: BaseException) -> str:
@@ -118,7 +104,7 @@ def load_factory(target: str) -> tuple[Any, tuple | None]:
 def _cmd_export(args: argparse.Namespace) -> None:
     import torch
 
-    from .exporter import count_loss_nodes, export
+    from ..exporter import count_loss_nodes, export
 
     module, example = load_factory(args.target)
     dtype = getattr(torch, spec.check_dtype(args.dtype))
@@ -151,7 +137,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
         raise
     except Exception as exc:  # torch reports model problems as many exception types
         raise UsageError(f"torch.onnx.export failed: {_root_cause(exc)}") from exc
-    _save(model, args.output)
+    save(model, args.output)
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     print(
         f"wrote {args.output}: {count_loss_nodes(model)} SmoothL1Loss node(s), mode {args.mode}, "
@@ -160,7 +146,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
 
 def _cmd_fuse(args: argparse.Namespace) -> None:
-    from .fuse import fuse
+    from ..fuse import fuse
 
     model = _load_model(args.input)
     before = len(model.graph.node)
@@ -168,12 +154,12 @@ def _cmd_fuse(args: argparse.Namespace) -> None:
         fused, count = fuse(model, l1=args.l1)
     except Exception as exc:  # a malformed model trips onnx_ir / the rewriter / the checker
         raise UsageError(f"IN: cannot fuse {args.input}: {_root_cause(exc)}") from exc
-    _save(fused, args.output)
+    save(fused, args.output)
     print(f"fused {count} loss(es): {before} -> {len(fused.graph.node)} nodes; wrote {args.output}")
 
 
 def _cmd_inline(args: argparse.Namespace) -> None:
-    from .inline import declare_input_shapes, inline, parse_input_shapes
+    from ..inline import declare_input_shapes, inline, parse_input_shapes
 
     model = _load_model(args.input)
     shapes = None
@@ -187,14 +173,14 @@ def _cmd_inline(args: argparse.Namespace) -> None:
         out = inline(model, fold=not args.no_fold, input_shapes=shapes)
     except Exception as exc:  # a malformed model trips the inliner / optimizer / checker
         raise UsageError(f"IN: cannot inline {args.input}: {_root_cause(exc)}") from exc
-    _save(out, args.output)
+    save(out, args.output)
     print(f"inlined: {len(model.graph.node)} -> {len(out.graph.node)} nodes, no {spec.DOMAIN} "
           f"domain; wrote {args.output}")
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add ``export``, ``fuse`` and ``inline`` to the ``onnx-smoothl1`` parser."""
-    from .exporter import MODES
+    from ..exporter import MODES
 
     p = subparsers.add_parser(
         "export",
