@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo models clean build asan abi-check bench-cpu runtimes wheel
+.PHONY: install test demo models clean build asan abi-check bench-cpu runtimes lint wheel
 
 $(STAMP): pyproject.toml constraints.txt CMakeLists.txt
 	$(PYTHON) -m venv $(VENV)
@@ -71,7 +71,12 @@ bench-cpu: $(STAMP) $(LIB)
 runtimes: $(STAMP)
 	bash scripts/setup_runtimes.sh $(PY)
 
-test: $(STAMP) $(LIB) runtimes
+# ruff (pyproject's rule set) on the package, tests, benchmarks and scripts; mypy on the package.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check onnx_smoothl1 tests benchmarks scripts
+	$(VENV)/bin/mypy
+
+test: $(STAMP) $(LIB) runtimes lint
 	$(PY) -m pytest -q tests
 
 demo: $(STAMP)
@@ -87,7 +92,7 @@ models: $(STAMP)
 	$(PY) -m onnx_smoothl1.cli make-models models
 
 clean:
-	rm -rf $(VENV) .venv-ort-openvino build third_party/runtimes third_party/mesa
+	rm -rf $(VENV) .venv-ort-openvino build dist third_party/runtimes third_party/mesa
 
 # On a GPU machine only (no network): CUDA build, launcher test, pytest -m cuda, benchmark
 # (custom_op/gpu_check.sh; README, "CUDA kernel").

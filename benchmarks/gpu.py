@@ -38,7 +38,6 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
 
 ONNX_TYPE = {"float16": 10, "bfloat16": 16, "float32": 1, "float64": 11}  # TensorProto codes
 REDUCTIONS = ("mean", "sum", "none")
@@ -151,10 +150,12 @@ def main(argv: list[str] | None = None) -> int:
         return lambda: sess.run_with_iobinding(b, run_options)
 
     rows = []
-    header = (f"{'dtype':8} {'red':4} {'N':>6} | {'op q us':>9} {'op 1x us':>9} {'fn us':>9} {'torch us':>9} {'copy us':>9} | "
+    header = (f"{'dtype':8} {'red':4} {'N':>6} | {'op q us':>9} {'op 1x us':>9} {'fn us':>9} {'torch us':>9} "
+              f"{'copy us':>9} | "
               f"{'op eff':>7} {'copy':>7} {'op/copy':>7} | {'torch/op':>8} {'fn/op':>7}")
     for dtype in dtypes:
-        sessions = {(r, c): session(r, dtype, c) for r in REDUCTIONS for c in ((True, False) if not args.no_function else (True,))}
+        kinds = (True, False) if not args.no_function else (True,)
+        sessions = {(r, c): session(r, dtype, c) for r in REDUCTIONS for c in kinds}
         print()
         print(header)
         print("-" * len(header))
@@ -183,17 +184,20 @@ def main(argv: list[str] | None = None) -> int:
                     except Exception as e:  # report, keep benchmarking the rest
                         print(f"  function path failed for {dtype} {reduction}: {str(e).splitlines()[0]}")
                     del out_fn
-                t_torch = _timeit(lambda: torch.nn.functional.smooth_l1_loss(x, y, reduction=reduction, beta=args.beta), sync)
-                t_copy = _timeit(lambda: dst.copy_(src), sync)
+                t_torch = _timeit(lambda a=x, b=y, r=reduction: torch.nn.functional.smooth_l1_loss(
+                    a, b, reduction=r, beta=args.beta), sync)
+                t_copy = _timeit(lambda d=dst, s=src: d.copy_(s), sync)
                 size = x.element_size()
                 moved = (3 if reduction == "none" else 2) * n * size
                 eff = moved / t_op
                 copy_bw = 2 * (2 * n * size) / t_copy
-                row = dict(gpu=gpu, dtype=dtype, reduction=reduction, log2n=k, n=n, op_s=t_op, op_queued_s=t_op_queued, op_each_s=t_op_each, function_s=t_fn,
+                row = dict(gpu=gpu, dtype=dtype, reduction=reduction, log2n=k, n=n, op_s=t_op,
+                           op_queued_s=t_op_queued, op_each_s=t_op_each, function_s=t_fn,
                            torch_s=t_torch, copy_s=t_copy, op_eff_Bps=eff, copy_Bps=copy_bw,
                            op_over_copy=eff / copy_bw, torch_over_op=t_torch / t_op, function_over_op=t_fn / t_op)
                 rows.append(row)
-                print(f"{dtype:8} {reduction:4} {'2^' + str(k):>6} | {t_op_queued * 1e6:9.1f} {t_op_each * 1e6:9.1f} {t_fn * 1e6:9.1f} {t_torch * 1e6:9.1f} "
+                print(f"{dtype:8} {reduction:4} {'2^' + str(k):>6} | {t_op_queued * 1e6:9.1f} "
+                      f"{t_op_each * 1e6:9.1f} {t_fn * 1e6:9.1f} {t_torch * 1e6:9.1f} "
                       f"{t_copy * 1e6:9.1f} | {eff / 1e12:6.2f}T {copy_bw / 1e12:6.2f}T {eff / copy_bw:7.1%} | "
                       f"{t_torch / t_op:8.2f} {t_fn / t_op:7.2f}", flush=True)
                 del x, y, out, src, dst
@@ -219,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
             if r["dtype"] == "float32":
                 target("float32 mean torch/op >= 1.65x", r["torch_over_op"] >= 1.65, f"{r['torch_over_op']:.2f}x")
                 if "H200" in gpu:
-                    target("float32 mean >= 3.6 TB/s (H200)", r["op_eff_Bps"] >= 3.6e12, f"{r['op_eff_Bps'] / 1e12:.2f} TB/s")
+                    target("float32 mean >= 3.6 TB/s (H200)", r["op_eff_Bps"] >= 3.6e12,
+                           f"{r['op_eff_Bps'] / 1e12:.2f} TB/s")
         if r["reduction"] == "none":
             target(f"{r['dtype']} none >= 90% of copy bandwidth (output counted)", r["op_over_copy"] >= 0.90,
                    f"{r['op_eff_Bps'] / 1e12:.2f} TB/s = {r['op_over_copy']:.1%}")
@@ -233,14 +238,16 @@ def main(argv: list[str] | None = None) -> int:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, axes = plt.subplots(len(dtypes), len(REDUCTIONS), figsize=(5 * len(REDUCTIONS), 3.6 * len(dtypes)), squeeze=False)
+        fig, axes = plt.subplots(len(dtypes), len(REDUCTIONS), figsize=(5 * len(REDUCTIONS), 3.6 * len(dtypes)),
+                                 squeeze=False)
         for i, dtype in enumerate(dtypes):
             for j, reduction in enumerate(REDUCTIONS):
                 ax = axes[i][j]
                 sel = [r for r in rows if r["dtype"] == dtype and r["reduction"] == reduction]
                 ns = [r["n"] for r in sel]
                 moved = [(3 if reduction == "none" else 2) * r["n"] * (4 if dtype == "float32" else 2) for r in sel]
-                for key, label in (("op_s", "CUDA op"), ("function_s", "function (CUDA EP)"), ("torch_s", "torch"), ("copy_s", "copy (same bytes)")):
+                for key, label in (("op_s", "CUDA op"), ("function_s", "function (CUDA EP)"), ("torch_s", "torch"),
+                                   ("copy_s", "copy (same bytes)")):
                     if key == "copy_s":
                         bw = [r["copy_Bps"] / 1e12 for r in sel]
                     else:

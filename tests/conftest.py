@@ -48,12 +48,12 @@ def make_inputs(shape_x, shape_y, dtype: str, seed: int = 0) -> tuple[np.ndarray
     return x, y
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cached_model(beta: float, reduction: str, dtype: str, opset: int = 18) -> bytes:
     return sl1.make_model(beta=beta, reduction=reduction, dtype=dtype, opset=opset).SerializeToString()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def ort_function_session(model: bytes):
     return sl1.inference_session(model, custom_op=False)
 
@@ -66,7 +66,7 @@ def run_reference(model: bytes, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return ReferenceEvaluator(onnx.load_from_string(model)).run(None, {"input": x, "target": y})[0]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def ort_max_opset() -> int:
     """Newest default-domain opset the installed onnxruntime loads (probed, not assumed)."""
     import onnxruntime as ort
@@ -114,7 +114,8 @@ def tmp_npy(tmp_path):
 # cores, derandomized so CI is reproducible. "thorough": >= 10,000 examples per property
 # test, e.g. `pytest tests/test_property.py --hypothesis-profile=thorough`.
 # HYPOTHESIS_PROFILE=<name> in the environment selects one too.
-from hypothesis import HealthCheck, settings as _hyp_settings
+from hypothesis import HealthCheck  # noqa: E402  (kept next to the profiles it configures)
+from hypothesis import settings as _hyp_settings  # noqa: E402
 
 _HYP_COMMON = dict(
     deadline=None,

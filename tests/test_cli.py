@@ -6,11 +6,10 @@ import ml_dtypes
 import numpy as np
 import onnx
 import pytest
+from conftest import run_cli
 
 import onnx_smoothl1 as sl1
 from onnx_smoothl1 import oracle
-
-from conftest import run_cli
 
 COMMANDS = ["make-model", "make-models", "run", "info", "demo"]
 

@@ -21,11 +21,10 @@ import os
 import numpy as np
 import onnx
 import pytest
+from conftest import make_inputs, stable_seed
 
 import onnx_smoothl1 as sl1
 from onnx_smoothl1 import oracle, runtime
-
-from conftest import stable_seed, make_inputs
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -83,10 +82,11 @@ def torch_cuda():
 
 
 def torch_dtype(torch, dtype: str):
-    return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}[dtype]
+    return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
+            "float64": torch.float64}[dtype]
 
 
-def cuda_options() -> "ort.SessionOptions":
+def cuda_options() -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.log_severity_level = 3
     # Fail session creation if the node is not taken by the CUDA EP (library without CUDA
@@ -95,12 +95,12 @@ def cuda_options() -> "ort.SessionOptions":
     return options
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def model_bytes(beta: float, reduction: str, dtype: str) -> bytes:
     return sl1.make_model(beta=beta, reduction=reduction, dtype=dtype).SerializeToString()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cuda_session(beta: float, reduction: str, dtype: str):
     return sl1.inference_session(
         model_bytes(beta, reduction, dtype),
@@ -110,9 +110,10 @@ def cuda_session(beta: float, reduction: str, dtype: str):
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cpu_session(beta: float, reduction: str, dtype: str):
-    return sl1.inference_session(model_bytes(beta, reduction, dtype), providers=["CPUExecutionProvider"], custom_op=True)
+    return sl1.inference_session(model_bytes(beta, reduction, dtype), providers=["CPUExecutionProvider"],
+                                 custom_op=True)
 
 
 def torch_on_cuda(torch, x: np.ndarray, y: np.ndarray, *, beta: float, reduction: str) -> np.ndarray:
@@ -129,7 +130,7 @@ def torch_on_cuda(torch, x: np.ndarray, y: np.ndarray, *, beta: float, reduction
     return out.cpu().numpy()
 
 
-def _host_value(a) -> "ort.OrtValue":
+def _host_value(a) -> ort.OrtValue:
     a = np.asarray(a, order="C")
     if a.dtype == oracle.NUMPY_DTYPES["bfloat16"]:  # numpy has no bfloat16: spell it out
         return ort.OrtValue.ortvalue_from_numpy_with_onnx_type(a, onnx.TensorProto.BFLOAT16)
@@ -234,7 +235,8 @@ def _bind_and_run(session, x, y, out):
 
 def _gpu_inputs(torch, n: int, dtype: str, seed: int):
     g = torch.Generator(device="cuda").manual_seed(seed)
-    scale = torch.exp(torch.empty(n, device="cuda", dtype=torch.float64).uniform_(np.log(1e-4), np.log(10.0), generator=g))
+    scale = torch.exp(torch.empty(n, device="cuda", dtype=torch.float64).uniform_(np.log(1e-4), np.log(10.0),
+                                                                                   generator=g))
     x = (torch.randn(n, device="cuda", dtype=torch.float64, generator=g) * scale).to(torch_dtype(torch, dtype))
     y = (torch.randn(n, device="cuda", dtype=torch.float64, generator=g) * 2.0).to(torch_dtype(torch, dtype))
     return x, y
@@ -266,7 +268,8 @@ def test_parity_2_28(torch_cuda, dtype):
             own = None
             if dtype == "float32":
                 own = np.asarray(torch.nn.functional.smooth_l1_loss(x, y, reduction=reduction, beta=b).cpu().numpy())
-            verdict = oracle.compare(np.asarray(got), ref.cpu().numpy(), dtype=dtype, reduction=reduction, torch_own=own)
+            verdict = oracle.compare(np.asarray(got), ref.cpu().numpy(), dtype=dtype, reduction=reduction,
+                                     torch_own=own)
             assert verdict.ok, f"{dtype} 2^28+3 beta={beta} {reduction}: {verdict.detail}"
             if dtype == "float32":  # the bar: <= 1e-7 relative to float64
                 rel = abs(float(got) - float(ref)) / abs(float(ref))
@@ -285,7 +288,8 @@ def test_bitwise_deterministic(torch_cuda, dtype, reduction):
     for _ in range(10):
         out = torch.empty(n if reduction == "none" else (), device="cuda", dtype=x.dtype)
         _bind_and_run(session, x, y, out)
-        outs.append(out.view(torch.int16 if out.element_size() == 2 else torch.int32 if out.element_size() == 4 else torch.int64))
+        bits = {2: torch.int16, 4: torch.int32}.get(out.element_size(), torch.int64)
+        outs.append(out.view(bits))
     for other in outs[1:]:
         assert torch.equal(outs[0], other), f"{dtype} {reduction}: results differ between runs"
 
@@ -343,7 +347,7 @@ def test_bad_attributes_fail_at_session_creation(torch_cuda, beta, reduction, ne
 DELTAS = [0.35, 1.0, 2.5]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def huber_bytes(delta: float, reduction: str, dtype: str) -> bytes:
     from onnx_smoothl1.model import make_huber_model
 

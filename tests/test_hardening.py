@@ -547,7 +547,8 @@ def test_python_op_beta_exact_or_refused():
     and a beta the text cannot carry (123456.789f arrives as 123457) must be refused."""
     from onnx_smoothl1 import oracle
 
-    x = np.array([0.1, 0.29, 0.31, 5.0, 1e5, 2e5]); y = np.zeros(6)
+    x = np.array([0.1, 0.29, 0.31, 5.0, 1e5, 2e5])
+    y = np.zeros(6)
     for beta in (0.3, 7.5, 1e-30):
         session = sl1.inference_session(sl1.make_model(beta=beta, reduction="none", dtype="float64"),
                                         custom_op="python")

@@ -29,7 +29,8 @@ def _compiler() -> str:
 @pytest.fixture(scope="module")
 def test_binary(tmp_path_factory) -> Path:
     exe = tmp_path_factory.mktemp("cxx") / "smooth_l1_cpu_test"
-    flags = os.environ.get("ONNX_SMOOTHL1_CXX_TEST_FLAGS", "-O3 -fno-math-errno -fno-trapping-math -ffp-contract=off -Wno-psabi").split()
+    flags = os.environ.get("ONNX_SMOOTHL1_CXX_TEST_FLAGS",
+                           "-O3 -fno-math-errno -fno-trapping-math -ffp-contract=off -Wno-psabi").split()
     cmd = [_compiler(), "-std=c++17", *flags, "-Wall", "-Wextra", "-Werror",
            f"-I{ROOT / 'custom_op'}", *map(str, SOURCES), "-o", str(exe), "-pthread"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

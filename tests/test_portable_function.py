@@ -12,23 +12,23 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from hypothesis import given, strategies as st
-from onnx import TensorProto, helper
-from onnx.reference import ReferenceEvaluator
-
-import onnx_smoothl1 as sl1
-from onnx_smoothl1 import oracle, runtime
-
 from _no_f64 import float64_free as float64_items
 from conftest import (
-    stable_seed,
     BETAS,
     SHAPES,
     cached_model,
     make_inputs,
     run_ort_function,
     run_reference,
+    stable_seed,
 )
+from hypothesis import given
+from hypothesis import strategies as st
+from onnx import TensorProto, helper
+from onnx.reference import ReferenceEvaluator
+
+import onnx_smoothl1 as sl1
+from onnx_smoothl1 import oracle, runtime
 
 HALF_AND_SINGLE = ["float16", "bfloat16", "float32"]
 

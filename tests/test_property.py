@@ -359,7 +359,8 @@ def test_paths_agree_with_each_other_float64(path, data):
 def test_float64_subnormal_square_corner(path):
     """The corner the thorough run found: d*d subnormal in float64 (see _SUBNORMAL_SQUARE)."""
     _require(path)
-    x = np.array([1.35608926e-158, 3e-160, 1e-200, 0.0]); y = np.zeros(4)
+    x = np.array([1.35608926e-158, 3e-160, 1e-200, 0.0])
+    y = np.zeros(4)
     for beta in (float(np.float32(1e-45)), 1e-30, 1.0):
         for reduction in sl1.REDUCTIONS:
             check(path, x, y, beta, reduction, "float64")
@@ -370,7 +371,6 @@ def test_overflow_corner_is_float64_accurate():
     says 5e9. The function path computes in float64 and matches the oracle."""
     x = np.array([1e20, -1e20, 3e19], np.float32)
     y = np.zeros(3, np.float32)
-    model = model_bytes(1e30, "none", "float32")
     torch_own = oracle.torch_same_dtype(x, y, beta=1e30, reduction="none")
     assert np.all(np.isinf(torch_own)), torch_own  # documents PyTorch's float32 overflow
     for path in [p for p in PATHS if not UNAVAILABLE[p] and p != "python-op"]:
@@ -384,7 +384,8 @@ def test_inline_keeps_betas_near_one_and_tiny(beta):
     0.5*beta=5e-10 into Sub of 0."""
     _require("inlined-ort")
     b = oracle.as_beta(beta)
-    x = np.array([b, 0.5 * b, 3 * b, 1.0, 2.0]); y = np.zeros(5)
+    x = np.array([b, 0.5 * b, 3 * b, 1.0, 2.0])
+    y = np.zeros(5)
     for reduction in sl1.REDUCTIONS:
         check("inlined-ort", x, y, beta, reduction, "float64")
 

@@ -12,10 +12,10 @@ import pytest
 
 pytest.importorskip("onnxruntime_extensions")
 
+from conftest import SHAPES, make_inputs  # noqa: E402
+
 import onnx_smoothl1 as sl1  # noqa: E402
 from onnx_smoothl1 import oracle, pyop, runtime, spec  # noqa: E402
-
-from conftest import SHAPES, make_inputs  # noqa: E402
 
 
 def _custom_op_model(**kwargs):
