@@ -28,17 +28,22 @@ def _cmd_parity(args: argparse.Namespace) -> None:
         dtypes = _split(args.dtypes) or list(spec.DTYPES)
         for d in dtypes:
             spec.check_dtype(d, name="--dtypes")
+        losses = _split(args.losses) or list(spec.LOSSES)
+        for loss in losses:
+            spec.check_loss(loss, name="--losses")
         if args.write_cases is not None:
-            _write_cases(args.write_cases, dtypes, args.quick)
+            _write_cases(args.write_cases, dtypes, args.quick, losses)
             return
-        total = len(parity.grid(dtypes, quick=args.quick))
+        total = len(parity.grid(dtypes, quick=args.quick, losses=losses))
         with progress.bar(total, "parity", quiet=args.quiet or args.verbose) as bar:
             def done(label: str) -> None:
                 if args.verbose:
                     print(f"  {label}", file=sys.stderr)
                 bar.done()
 
-            report = parity.run_grid(dtypes, paths=paths, quick=args.quick, progress=done, now=bar.now)
+            report = parity.run_grid(
+                dtypes, paths=paths, quick=args.quick, losses=losses, progress=done, now=bar.now
+            )
         print(report.text())
         if args.report:
             _write(args.report, report.markdown())
@@ -65,11 +70,11 @@ def _cmd_parity(args: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
-def _write_cases(directory: str, dtypes: list[str], quick: bool) -> None:
+def _write_cases(directory: str, dtypes: list[str], quick: bool, losses: list[str]) -> None:
     from ..parity import grid
     from ..parity.write_cases import write_cases
 
-    folders = write_cases(directory, grid(dtypes, quick=quick))
+    folders = write_cases(directory, grid(dtypes, quick=quick, losses=losses))
     print(f"wrote {len(folders)} cases (model.onnx + test_data_set_0/input_0.pb, input_1.pb, "
           f"output_0.pb) under {directory}")
 
@@ -121,6 +126,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p.add_argument("--paths", nargs="+", help=f"subset of {' '.join(PATHS)} (default: all)")
     p.add_argument("--quick", action="store_true", help="a smaller grid")
+    p.add_argument("--losses", nargs="+", metavar="LOSS",
+                   help="subset of smooth_l1 huber (default: both)")
     p.add_argument("--report", metavar="PATH.md", help="also write the matrix as Markdown")
     p.add_argument("--json", metavar="PATH.json", help="also write the results as JSON")
     p.add_argument("--model", metavar="PATH", help="a user's .onnx model containing the node")

@@ -1,6 +1,7 @@
 """Cross-runtime parity runner: every available path against PyTorch, on one grid of cases.
 
-``run_grid()`` builds a grid of cases (shape x dtype x beta x reduction), runs each case
+``run_grid()`` builds a grid of cases (shape x dtype x reduction x SmoothL1Loss's beta or
+HuberLoss's delta), runs each case
 through every execution path that is available here, and compares each output with PyTorch
 in float64 through :func:`onnx_smoothl1.oracle.compare` (SPEC tolerances; nothing here
 defines a tolerance of its own). The result is a path x dtype matrix: pass / fail with the
@@ -20,8 +21,12 @@ from __future__ import annotations
 
 from .cases import (
     BETAS,
+    DELTAS,
     DTYPES,
+    LOSSES,
     QUICK_BETAS,
+    QUICK_DELTAS,
+    QUICK_HUBER_SHAPES,
     QUICK_SHAPES,
     SHAPES,
     Case,
@@ -33,6 +38,7 @@ from .limits import KnownLimit
 from .model_file import AGREEMENT_RTOL, SYMBOLIC_DIM, ModelReport, random_feeds, run_model_file
 from .models import (
     function_model,
+    has_loss_functions,
     has_smoothl1_function,
     inline_model,
     name_nodes,
@@ -86,14 +92,15 @@ from .worker import Worker
 EP_PATHS: tuple[type[EpPath], ...] = (OrtWebGpuPath, OrtOpenVinoEpPath)
 
 __all__ = [
-    "AGREEMENT_RTOL", "BETAS", "CPU_EP", "DISABLE_ENV", "DTYPES", "EP_PATHS", "FAIL",
+    "AGREEMENT_RTOL", "BETAS", "DELTAS", "LOSSES", "QUICK_DELTAS", "QUICK_HUBER_SHAPES",
+    "CPU_EP", "DISABLE_ENV", "DTYPES", "EP_PATHS", "FAIL",
     "OPENVINO_EP", "OPENVINO_PYTHON_ENV", "PASS", "PATHS", "QUICK_BETAS", "QUICK_SHAPES",
     "RUNTIMES_ENV", "SHAPES", "SYMBOLIC_DIM", "TIMEOUT_ENV", "UNSUPPORTED", "WEBGPU_EP", "Case",
     "CaseResult", "Cell", "EpPath", "InlinedPath", "ModelReport", "OpenVinoPath",
     "OrtCudaPath", "OrtFunctionPath", "OrtKernelPath", "OrtOpenVinoEpPath", "OrtPath",
     "OrtWebGpuPath", "ParityPath", "Placement", "PlacementError", "PythonOpPath",
     "ReferencePath", "Report", "TorchPath", "TractPath", "Unsupported", "Worker", "cpu_name",
-    "dtype_name", "environment", "evaluate", "function_model", "grid", "has_smoothl1_function",
+    "dtype_name", "environment", "evaluate", "function_model", "grid", "has_loss_functions", "has_smoothl1_function",
     "inline_model", "isa_level", "make_inputs", "name_nodes", "node_only", "random_feeds",
     "register", "run_grid", "run_model_file", "select_paths", "specialise", "unavailable_reason",
     "with_ranks", "with_static_shapes", "KnownLimit",

@@ -1,4 +1,8 @@
-"""The parity grid: shapes x dtypes x betas x reductions, and each case's inputs.
+"""The parity grid: shapes x dtypes x (loss, parameter) x reductions, and each case's inputs.
+
+Both losses of SPEC run through the grid: ``SmoothL1Loss`` over ``BETAS`` and ``HuberLoss``
+over ``DELTAS``. A case keeps its loss parameter in ``beta`` whatever the loss (``oracle``'s
+reference functions take it the same way), and ``loss`` says which one it is.
 
 The inputs are deterministic (seeded by the case's shape), so two runs of the same grid feed
 every runtime the same numbers: a verdict can only change when a runtime does.
@@ -30,33 +34,77 @@ SHAPES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
 BETAS: tuple[float, ...] = (0.0, 0.3, 1.0, 7.5)
 DTYPES: tuple[str, ...] = tuple(spec.DTYPES)
 
+#: HuberLoss's delta (> 0): one not exact in float32 and below most |x - y|, the default,
+#: and one above most of them (both branches of the formula in every case).
+DELTAS: tuple[float, ...] = (0.35, 1.0, 2.5)
+#: The losses, as ``oracle``/``spec.LOSSES`` name them, in report order.
+LOSSES: tuple[str, ...] = tuple(spec.LOSSES)
+
 #: A smaller grid for quick checks and the test suite.
 QUICK_SHAPES: tuple[str, ...] = ("rank0", "empty", "broadcast", "odd", "nonfinite")
 QUICK_BETAS: tuple[float, ...] = (0.0, 1.0)
+#: The quick grid's Huber subset: one delta not exact in float32 (where a runtime that
+#: rounds differently shows), on fewer shapes (the test suite runs the quick grid twice).
+QUICK_DELTAS: tuple[float, ...] = (0.35,)
+QUICK_HUBER_SHAPES: tuple[str, ...] = ("rank0", "broadcast", "odd", "nonfinite")
+
+#: The parameter's name per loss (the node attribute).
+PARAM_NAMES: dict[str, str] = {
+    loss: spec.LOSS_PARAMS[op_type] for loss, op_type in spec.LOSSES.items()
+}
 
 
 @dataclass(frozen=True)
 class Case:
-    """One grid cell input: a shape label of ``SHAPES``, a dtype name, beta, reduction."""
+    """One grid cell input: a shape label of ``SHAPES``, a dtype name, the loss parameter
+    (``beta`` for 'smooth_l1', delta for 'huber'), reduction, and the loss."""
 
     shape: str
     dtype: str
     beta: float
     reduction: str
+    loss: str = "smooth_l1"
 
     @property
     def shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         return SHAPES[self.shape]
 
     @property
+    def op_type(self) -> str:
+        """The node's op type (``SmoothL1Loss`` or ``HuberLoss``)."""
+        return spec.LOSSES[self.loss]
+
+    @property
+    def param_name(self) -> str:
+        """The loss parameter's attribute name: 'beta' or 'delta'."""
+        return PARAM_NAMES[self.loss]
+
+    @property
+    def key(self) -> tuple[str, float, str, str]:
+        """(loss, parameter, reduction, dtype): what the case's one-node model depends on
+        (the paths cache sessions and conversions by it)."""
+        return (self.loss, self.beta, self.reduction, self.dtype)
+
+    @property
+    def oracle_args(self) -> dict[str, object]:
+        """Keyword arguments of ``oracle.reference``/``torch_same_dtype`` for this case."""
+        return {"beta": self.beta, "reduction": self.reduction, "loss": self.loss}
+
+    @property
     def label(self) -> str:
-        return f"{self.shape}/{self.dtype}/beta={self.beta:g}/{self.reduction}"
+        """``shape/dtype/beta=0.3/mean``; Huber cases name the loss:
+        ``shape/dtype/huber delta=0.35/mean``."""
+        param = f"{self.param_name}={self.beta:g}"
+        if self.loss != "smooth_l1":
+            param = f"{self.loss} {param}"
+        return f"{self.shape}/{self.dtype}/{param}/{self.reduction}"
 
     @property
     def name(self) -> str:
         """The label as a directory name (``--write-cases``): letters, digits, '_' only."""
-        beta = f"{self.beta:g}".replace(".", "p").replace("-", "m").replace("+", "")
-        return f"test_smoothl1_{self.shape}_{self.dtype}_beta{beta}_{self.reduction}"
+        value = f"{self.beta:g}".replace(".", "p").replace("-", "m").replace("+", "")
+        prefix = "smoothl1" if self.loss == "smooth_l1" else self.loss
+        return f"test_{prefix}_{self.shape}_{self.dtype}_{self.param_name}{value}_{self.reduction}"
 
 
 def grid(
@@ -66,21 +114,36 @@ def grid(
     betas: Sequence[float] | None = None,
     reductions: Sequence[str] = spec.REDUCTIONS,
     quick: bool = False,
+    losses: Sequence[str] = LOSSES,
+    deltas: Sequence[float] | None = None,
 ) -> list[Case]:
-    """The cases: every shape x dtype x beta x reduction (``quick`` takes a subset)."""
+    """The cases: every shape x dtype x beta x reduction of SmoothL1Loss, then every shape x
+    dtype x delta x reduction of HuberLoss (``losses`` selects; ``quick`` takes a subset,
+    and its Huber part fewer shapes, unless ``shapes`` is given)."""
+    loss_list = [spec.check_loss(loss, name="losses") for loss in losses]
+    if not loss_list:
+        raise ValueError("losses: choose at least one of " + ", ".join(LOSSES))
     shape_list = list(shapes) if shapes is not None else list(QUICK_SHAPES if quick else SHAPES)
+    huber_shapes = list(shapes) if shapes is not None else list(QUICK_HUBER_SHAPES if quick else SHAPES)
     beta_list = list(betas) if betas is not None else list(QUICK_BETAS if quick else BETAS)
+    delta_list = list(deltas) if deltas is not None else list(QUICK_DELTAS if quick else DELTAS)
     for s in shape_list:
         if s not in SHAPES:
             raise ValueError(f"shapes: unknown shape {s!r}; choose from {', '.join(SHAPES)}")
     dtype_list = [spec.check_dtype(d, name="dtypes") for d in dtypes]
     for r in reductions:
         spec.check_reduction(r)
+    params = {
+        "smooth_l1": (shape_list, [spec.check_beta(b, name="betas") for b in beta_list]),
+        "huber": (huber_shapes, [spec.check_delta(d, name="deltas") for d in delta_list]),
+    }
     return [
-        Case(s, d, spec.check_beta(b), r)
+        Case(s, d, p, r, loss)
+        for loss in LOSSES
+        if loss in loss_list
         for d in dtype_list
-        for s in shape_list
-        for b in beta_list
+        for s in params[loss][0]
+        for p in params[loss][1]
         for r in reductions
     ]
 

@@ -174,7 +174,9 @@ def run_model_file(
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model))
     if not any(spec.is_loss_node(n) for n in spec.walk_nodes(model.graph.node)):
-        raise ValueError(f"the model has no {spec.DOMAIN}::{spec.OP_TYPE} node")
+        raise ValueError(
+            f"the model has no {spec.DOMAIN}::{spec.OP_TYPE} or {spec.DOMAIN}::{spec.HUBER_OP_TYPE} node"
+        )
     feeds = random_feeds(model, inputs, seed)
     outputs = [o.name for o in model.graph.output]
     results: dict[str, list[np.ndarray] | str] = {}
@@ -186,8 +188,8 @@ def run_model_file(
                 results[path.name] = (
                     "reference: every path is compared with PyTorch float64 below"
                     if _single_node(model) is not None
-                    else "unsupported: only a model that is one SmoothL1Loss node has a torch "
-                    "equivalent here"
+                    else "unsupported: only a model that is one SmoothL1Loss or HuberLoss node "
+                    "has a torch equivalent here"
                 )
                 continue
             if path.unavailable is not None:
@@ -217,15 +219,15 @@ def run_model_file(
     vs_torch: dict[str, str] = {}
     single = _single_node(model)
     if single is not None and ran:
-        # The whole model is one SmoothL1Loss node: compare every path with PyTorch too.
-        beta, reduction, (xi, yi) = single
+        # The whole model is one loss node: compare every path with PyTorch too.
+        loss, beta, reduction, (xi, yi) = single
         x, y = feeds[xi], feeds[yi]
         dtype = next((n for n, dt in oracle.NUMPY_DTYPES.items() if dt == np.asarray(x).dtype), None)
         if dtype is not None:
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore")
-                ref = oracle.reference(x, y, beta=beta, reduction=reduction)
-                own = oracle.torch_same_dtype(x, y, beta=beta, reduction=reduction)
+                ref = oracle.reference(x, y, beta=beta, reduction=reduction, loss=loss)
+                own = oracle.torch_same_dtype(x, y, beta=beta, reduction=reduction, loss=loss)
                 for p, outs in ran.items():
                     v = oracle.compare(outs[0], ref, dtype=dtype, reduction=reduction, torch_own=own)
                     known = PATHS[p].dtype_limit(dtype) if p in PATHS else None
@@ -263,12 +265,17 @@ def run_model_file(
     )
 
 
-def _single_node(model: onnx.ModelProto) -> tuple[float, str, tuple[str, str]] | None:
-    """(beta, reduction, (input, target)) when the graph is exactly one SmoothL1Loss node
-    fed by graph inputs and producing the only graph output, else None."""
+def _single_node(model: onnx.ModelProto) -> tuple[str, float, str, tuple[str, str]] | None:
+    """(loss, beta or delta, reduction, (input, target)) when the graph is exactly one
+    SmoothL1Loss or HuberLoss node fed by graph inputs and producing the only graph output,
+    else None."""
     nodes = list(model.graph.node)
-    if len(nodes) != 1 or (nodes[0].domain, nodes[0].op_type) != (spec.DOMAIN, spec.OP_TYPE):
+    if len(nodes) != 1 or not spec.is_loss_node(nodes[0]):
         return None
+    op_type = nodes[0].op_type
+    loss = next(k for k, v in spec.LOSSES.items() if v == op_type)
+    param = spec.LOSS_PARAMS[op_type]
+    default = spec.DEFAULT_BETA if op_type == spec.OP_TYPE else spec.DEFAULT_DELTA
     node = nodes[0]
     inputs = {i.name for i in model.graph.input}
     if len(node.input) != 2 or not set(node.input) <= inputs or len(model.graph.output) != 1:
@@ -278,8 +285,8 @@ def _single_node(model: onnx.ModelProto) -> tuple[float, str, tuple[str, str]] |
     if isinstance(reduction, bytes):
         reduction = reduction.decode()
     try:
-        return spec.check_beta(attrs.get("beta", spec.DEFAULT_BETA)), spec.check_reduction(reduction), (
-            node.input[0], node.input[1])
+        value = spec.check_loss_param(op_type, attrs.get(param, default))
+        return loss, value, spec.check_reduction(reduction), (node.input[0], node.input[1])
     except ValueError:
         return None
 

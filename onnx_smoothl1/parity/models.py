@@ -17,17 +17,22 @@ from .. import spec
 
 
 @functools.cache
-def function_model_bytes(beta: float, reduction: str, dtype: str) -> bytes:
+def function_model_bytes(beta: float, reduction: str, dtype: str, loss: str = "smooth_l1") -> bytes:
     """The grid's model (one node plus its function, inputs of unknown rank), serialised:
-    cached, since every path builds it for every case."""
-    from ..model import make_model
+    cached, since every path builds it for every case. ``beta`` is the loss's parameter
+    (HuberLoss's delta for ``loss="huber"``)."""
+    from ..model import make_huber_model, make_model
 
-    return make_model(beta=beta, reduction=reduction, dtype=dtype).SerializeToString()
+    if spec.check_loss(loss) == "huber":
+        model = make_huber_model(delta=beta, reduction=reduction, dtype=dtype)
+    else:
+        model = make_model(beta=beta, reduction=reduction, dtype=dtype)
+    return model.SerializeToString()
 
 
-def function_model(beta: float, reduction: str, dtype: str) -> onnx.ModelProto:
+def function_model(beta: float, reduction: str, dtype: str, loss: str = "smooth_l1") -> onnx.ModelProto:
     """A fresh copy of the grid's model for these attributes."""
-    return onnx.ModelProto.FromString(function_model_bytes(beta, reduction, dtype))
+    return onnx.ModelProto.FromString(function_model_bytes(beta, reduction, dtype, loss))
 
 
 def copy(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -37,16 +42,31 @@ def copy(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def node_only(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of ``model`` without the SmoothL1Loss FunctionProto (custom-op models)."""
+    """A copy of ``model`` without the loss FunctionProtos (SmoothL1Loss, HuberLoss):
+    custom-op models."""
     out = copy(model)
-    kept = [f for f in out.functions if (f.domain, f.name) != (spec.DOMAIN, spec.OP_TYPE)]
+    losses = {(spec.DOMAIN, t) for t in spec.LOSS_OP_TYPES}
+    kept = [f for f in out.functions if (f.domain, f.name) not in losses]
     del out.functions[:]
     out.functions.extend(kept)
     return out
 
 
+def loss_op_types(model: onnx.ModelProto) -> set[str]:
+    """The loss op types (SmoothL1Loss, HuberLoss) of ``model``'s nodes, subgraphs included."""
+    return {n.op_type for n in spec.walk_nodes(model.graph.node) if spec.is_loss_node(n)}
+
+
+def has_loss_functions(model: onnx.ModelProto) -> bool:
+    """Whether ``model`` carries a function for every loss op type its nodes use (the
+    SmoothL1Loss function when it has no loss node)."""
+    functions = {f.name for f in model.functions if f.domain == spec.DOMAIN}
+    return (loss_op_types(model) or {spec.OP_TYPE}) <= functions
+
+
 def has_smoothl1_function(model: onnx.ModelProto) -> bool:
-    return (spec.DOMAIN, spec.OP_TYPE) in {(f.domain, f.name) for f in model.functions}
+    """Kept for callers of the SmoothL1-only name: see :func:`has_loss_functions`."""
+    return has_loss_functions(model)
 
 
 def has_loss_node(model: onnx.ModelProto) -> bool:
@@ -54,9 +74,9 @@ def has_loss_node(model: onnx.ModelProto) -> bool:
 
 
 def with_function(model: onnx.ModelProto) -> onnx.ModelProto:
-    """``model`` itself when it carries the function (or has no loss node), else a copy with
-    the function attached (a custom-op model run by a function-based path)."""
-    if has_smoothl1_function(model) or not has_loss_node(model):
+    """``model`` itself when it carries the functions of its loss nodes (or has no loss
+    node), else a copy with them attached (a custom-op model run by a function-based path)."""
+    if has_loss_functions(model) or not has_loss_node(model):
         return model
     from ..function import attach_function
 

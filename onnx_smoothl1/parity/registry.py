@@ -85,7 +85,7 @@ class ParityPath:
 
     def run_case(self, case: Case, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Run one grid case (a one-node model); default: build the model and ``run_model``."""
-        model = function_model(case.beta, case.reduction, case.dtype)
+        model = function_model(case.beta, case.reduction, case.dtype, case.loss)
         return self.run_model(model, {"input": x, "target": y}, key=case)[0]
 
     def run_model(

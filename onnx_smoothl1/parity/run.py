@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 from .. import oracle
-from .cases import DTYPES, Case, grid, make_inputs
+from .cases import DTYPES, LOSSES, Case, grid, make_inputs
 from .limits import measured_errors
 from .registry import ParityPath, Unsupported, first_line, select_paths
 from .report import FAIL, PASS, UNSUPPORTED, CaseResult, Cell, Report, environment
@@ -79,15 +79,16 @@ def evaluate(
 
 
 def _what_ran(proofs: dict[str, list[str]], dtypes: Sequence[str]) -> str:
-    """One path's proofs, dtype -> what ran: one text when all agree, else per dtype."""
+    """One path's proofs, dtype -> what ran: the texts alone when each holds for every dtype
+    (one per loss op type where the proof names the node), else each with its dtypes."""
     by_text: dict[str, list[str]] = {}
     for d in dtypes:
         for text in dict.fromkeys(proofs.get(d, [])):
             by_text.setdefault(text, []).append(d)
     if not by_text:
         return ""
-    if len(by_text) == 1 and len(next(iter(by_text.values()))) == len(dtypes):
-        return next(iter(by_text))
+    if all(len(ds) == len(dtypes) for ds in by_text.values()):
+        return "; ".join(by_text)  # e.g. one proof per loss op type, the same for every dtype
     return "; ".join(f"{t} ({', '.join(ds)})" for t, ds in by_text.items())
 
 
@@ -98,6 +99,8 @@ def run_grid(
     quick: bool = False,
     shapes: Sequence[str] | None = None,
     betas: Sequence[float] | None = None,
+    losses: Sequence[str] = LOSSES,
+    deltas: Sequence[float] | None = None,
     progress: Callable[[str], None] | None = None,
     now: Callable[[str], None] | None = None,
 ) -> Report:
@@ -106,7 +109,7 @@ def run_grid(
     ``progress(case_label)`` is called after each case, ``now("case_label: path")`` before
     each path runs it (the CLI's progress bar shows both)."""
     start = time.perf_counter()
-    cases = grid(dtypes, shapes=shapes, betas=betas, quick=quick)
+    cases = grid(dtypes, shapes=shapes, betas=betas, quick=quick, losses=losses, deltas=deltas)
     dtype_list = list(dict.fromkeys(c.dtype for c in cases))
     selected = select_paths(paths)
     cells = {
@@ -120,8 +123,8 @@ def run_grid(
             x, y = make_inputs(case)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                ref64 = oracle.reference(x, y, beta=case.beta, reduction=case.reduction)
-                own = oracle.torch_same_dtype(x, y, beta=case.beta, reduction=case.reduction)
+                ref64 = oracle.reference(x, y, **case.oracle_args)  # type: ignore[arg-type]
+                own = oracle.torch_same_dtype(x, y, **case.oracle_args)  # type: ignore[arg-type]
             for path in selected:
                 if path.unavailable is not None:
                     result = CaseResult(

@@ -32,14 +32,15 @@ def expected_output(case: Case, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """SPEC's expected result: the float64 reference rounded (once) to the case's dtype."""
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        ref64 = np.asarray(oracle.reference(x, y, beta=case.beta, reduction=case.reduction))
+        ref64 = np.asarray(oracle.reference(x, y, **case.oracle_args))  # type: ignore[arg-type]
         return ref64.astype(np.float64).astype(oracle.NUMPY_DTYPES[case.dtype])
 
 
 def case_model(case: Case) -> onnx.ModelProto:
     """The case's model: node + function, inputs declared with the case's concrete shapes."""
     sx, sy = case.shapes
-    return with_static_shapes(function_model(case.beta, case.reduction, case.dtype), {"input": sx, "target": sy})
+    model = function_model(case.beta, case.reduction, case.dtype, case.loss)
+    return with_static_shapes(model, {"input": sx, "target": sy})
 
 
 def _tensor(array: np.ndarray, name: str) -> onnx.TensorProto:

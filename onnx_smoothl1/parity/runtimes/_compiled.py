@@ -5,11 +5,12 @@ bytes (which hold the declared shapes).
 Both compilers need static shapes: IREE's importer requires declared shapes, TVM's relax
 frontend cannot take the body's padding arithmetic (``Mod`` of a ``Shape``) on symbolic
 dimensions, and IREE compiles dynamic shapes 2-3x slower. A compile costs about 1-2 s on a
-2-core machine while a run costs milliseconds, and the grid has 432 (dtype, shape, beta,
-reduction) cases. So a grid case is compiled as part of a *group model*: one graph holding a
-``SmoothL1Loss`` node for every beta x reduction of the grid (12 nodes, each with its own
-attributes, sharing ``input`` and ``target``), inlined with the case's shapes. One compile then
-serves the 12 cases of a (dtype, shape) pair; the case's answer is its own node's output. The
+2-core machine while a run costs milliseconds, and the grid has 756 (loss, dtype, shape,
+parameter, reduction) cases. So a grid case is compiled as part of a *group model*: one graph
+holding a ``SmoothL1Loss`` node for every beta x reduction of the grid and a ``HuberLoss``
+node for every delta x reduction (12 + 9 nodes, each with its own attributes, sharing
+``input`` and ``target``), inlined with the case's shapes. One compile then serves the 21
+cases of a (dtype, shape) pair; the case's answer is its own node's output. The
 inliner gives each node its own copy of the body, so what runs is still each node's inlined
 function, next to the others.
 
@@ -36,10 +37,10 @@ import onnx
 from onnx import helper
 
 from ... import spec
-from ...function import attach_function, make_node
+from ...function import attach_function, make_huber_node, make_node
 from ...inline import inline
 from ...model import ir_version_for
-from ..cases import BETAS, Case
+from ..cases import BETAS, DELTAS, Case
 from ._inlined import InlinedPath
 
 #: Where compiled modules are kept between runs ("off": not at all).
@@ -68,19 +69,35 @@ def host_cpu() -> str:
     return f"{fields.get('model name', platform.machine())} {fields.get('flags', '')}"
 
 
-def _output_name(beta: float, reduction: str) -> str:
+def _output_name(beta: float, reduction: str, loss: str = "smooth_l1") -> str:
+    """The group model's output of one (loss, parameter, reduction) node."""
+    if loss == "huber":
+        return f"huber_d{DELTAS.index(beta)}_{reduction}"
     return f"loss_b{BETAS.index(beta)}_{reduction}"
+
+
+def in_group(case: Case) -> bool:
+    """Whether the group model holds ``case``'s node (its parameter is one of the grid's)."""
+    return case.beta in (DELTAS if case.loss == "huber" else BETAS)
 
 
 @functools.lru_cache(maxsize=64)
 def group_model_bytes(dtype: str, shapes: tuple[tuple[int, ...], tuple[int, ...]]) -> bytes:
-    """The inlined group model of one (dtype, shape pair): a loss node per BETAS x REDUCTIONS,
-    inputs declared with ``shapes``. Cached (the inlining and folding take about as long as a
-    compile), so the IREE and TVM paths share it."""
+    """The inlined group model of one (dtype, shape pair): a SmoothL1Loss node per BETAS x
+    REDUCTIONS and a HuberLoss node per DELTAS x REDUCTIONS, inputs declared with ``shapes``.
+    Cached (the inlining and folding take about as long as a compile), so the IREE and TVM
+    paths share it."""
     elem = spec.DTYPES[dtype]
     nodes = [
         make_node("input", "target", _output_name(b, r), beta=b, reduction=r, name=_output_name(b, r))
         for b in BETAS
+        for r in spec.REDUCTIONS
+    ] + [
+        make_huber_node(
+            "input", "target", _output_name(d, r, "huber"), delta=d, reduction=r,
+            name=_output_name(d, r, "huber"),
+        )
+        for d in DELTAS
         for r in spec.REDUCTIONS
     ]
     graph = helper.make_graph(
@@ -177,12 +194,12 @@ class CompiledPath(InlinedPath):
         return self.execute(self._compiled[key], [np.asarray(feeds[n]) for n in names])
 
     def run_case(self, case: Case, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        if case.beta not in BETAS:  # a beta outside the grid's: a model of its own
+        if not in_group(case):  # a parameter outside the grid's: a model of its own
             return super().run_case(case, x, y)
         group = group_model_bytes(case.dtype, (np.shape(x), np.shape(y)))
         outputs = self._run(group, {"input": x, "target": y})
         names = [o.name for o in onnx.ModelProto.FromString(group).graph.output]
-        return outputs[names.index(_output_name(case.beta, case.reduction))]
+        return outputs[names.index(_output_name(case.beta, case.reduction, case.loss))]
 
     def run_model(
         self, model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], key: object = None

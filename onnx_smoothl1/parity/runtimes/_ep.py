@@ -145,7 +145,7 @@ class EpPath(ParityPath):
     def run_model(self, model, feeds, key=None):
         ck = None
         if isinstance(key, Case):
-            ck = (key.beta, key.reduction, key.dtype, tuple(np.ndim(v) for v in feeds.values()))
+            ck = (*key.key, tuple(np.ndim(v) for v in feeds.values()))
         data = self._ranked.get(ck) if ck is not None else None
         if data is None:
             data = self._model_for(model, feeds).SerializeToString()

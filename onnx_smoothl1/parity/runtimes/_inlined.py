@@ -52,4 +52,4 @@ class InlinedPath(ParityPath):
     def _cache_key(self, feeds: Mapping[str, np.ndarray], key: object) -> object:
         if not isinstance(key, Case):
             return None
-        return (key.beta, key.reduction, key.dtype, tuple(np.ndim(v) for v in feeds.values()))
+        return (*key.key, tuple(np.ndim(v) for v in feeds.values()))

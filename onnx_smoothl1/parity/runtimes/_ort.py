@@ -1,5 +1,6 @@
 """The base of the onnxruntime paths in this process (function, kernel, CUDA, Python op):
-one session per (beta, reduction, dtype), and a profiled run as the proof of what ran."""
+one session per (loss, parameter, reduction, dtype), and a profiled run as the proof of what
+ran (once per loss op type and dtype)."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ class OrtPath(ParityPath):
     def _session(self, model: onnx.ModelProto, key: object) -> Any:
         from ...runtime import inference_session
 
-        cache_key = (key.beta, key.reduction, key.dtype) if isinstance(key, Case) else id(model)
+        cache_key = key.key if isinstance(key, Case) else id(model)
         if cache_key not in self._sessions:
             self._sessions[cache_key] = inference_session(
                 self._model_for(model), providers=list(self.providers), custom_op=self.custom_op  # type: ignore[arg-type]
@@ -83,8 +84,8 @@ class OrtPath(ParityPath):
 
     @staticmethod
     def _kind(model: onnx.ModelProto, key: object) -> str:
-        """What one proof covers: a grid dtype, or one user model."""
-        return key.dtype if isinstance(key, Case) else f"model {id(model)}"
+        """What one proof covers: a grid loss op type and dtype, or one user model."""
+        return f"{key.op_type} {key.dtype}" if isinstance(key, Case) else f"model {id(model)}"
 
     def _prove_once(self, model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], key: object) -> None:
         kind = self._kind(model, key)

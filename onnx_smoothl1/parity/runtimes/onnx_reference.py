@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..cases import Case
-from ..models import has_smoothl1_function, with_function
+from ..models import has_loss_functions, with_function
 from ..registry import ParityPath, register
 
 
@@ -26,10 +26,10 @@ class ReferencePath(ParityPath):
     def run_model(self, model, feeds, key=None):
         from onnx.reference import ReferenceEvaluator
 
-        cache_key = (key.beta, key.reduction, key.dtype) if isinstance(key, Case) else id(model)
+        cache_key = key.key if isinstance(key, Case) else id(model)
         if cache_key not in self._evals:
             model = with_function(model)
-            self._evals[cache_key] = (ReferenceEvaluator(model), has_smoothl1_function(model))
+            self._evals[cache_key] = (ReferenceEvaluator(model), has_loss_functions(model))
         evaluator, expanded = self._evals[cache_key]
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)

@@ -4,6 +4,7 @@ must place the node on CUDA, or the dtype is unsupported (never a silent CPU pas
 from __future__ import annotations
 
 from ... import spec
+from ..models import loss_op_types
 from ..registry import Unsupported, register
 from ._ort import OrtPath, profile_providers
 from .ort_kernel import library_reason
@@ -30,13 +31,15 @@ class OrtCudaPath(OrtPath):
 
     def _prove(self, model, feeds, kind):
         events = profile_providers(model, feeds, self.providers, True)
-        placed = {p for op, p in events if op == spec.OP_TYPE}
+        op_types = loss_op_types(model) or {spec.OP_TYPE}
+        names = " and ".join(sorted(op_types))
+        placed = {p for op, p in events if op in op_types}
         if not placed:
-            raise RuntimeError(f"SmoothL1Loss did not run as one node (profile: {events[:8]})")
+            raise RuntimeError(f"{names} did not run as one node (profile: {events[:8]})")
         if placed != {"CUDAExecutionProvider"}:
             self._refused[kind] = (
-                f"ORT placed SmoothL1Loss on {', '.join(sorted(placed))}, not CUDA: the library "
+                f"ORT placed {names} on {', '.join(sorted(placed))}, not CUDA: the library "
                 f"has no CUDA kernel for {kind} (built without CUDA?)"
             )
             raise Unsupported(self._refused[kind])
-        return "kernel (CUDA: the ORT profile places SmoothL1Loss on CUDAExecutionProvider)"
+        return f"kernel (CUDA: the ORT profile places {names} on CUDAExecutionProvider)"

@@ -23,6 +23,9 @@ class OrtFunctionPath(OrtPath):
     def _prove(self, model, feeds, kind):
         events = profile_providers(self._model_for(model), feeds, self.providers, False)
         ops = {op for op, _ in events}
-        if spec.OP_TYPE in ops:
-            raise RuntimeError("ORT ran a SmoothL1Loss kernel, not the function (a library registered?)")
+        fused = sorted(ops & set(spec.LOSS_OP_TYPES))
+        if fused:
+            raise RuntimeError(
+                f"ORT ran a {', '.join(fused)} kernel, not the function (a library registered?)"
+            )
         return "function (inlined by ORT)"

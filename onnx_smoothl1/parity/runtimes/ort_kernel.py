@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..models import loss_op_types
 from ..registry import ParityPath, first_line, register
 from ._ort import OrtPath
 
@@ -41,4 +42,10 @@ class OrtKernelPath(OrtPath):
         )
         if not ran_fused_kernel(ops):
             raise RuntimeError(f"the fused kernel did not run (ORT profile shows {sorted(set(ops))})")
-        return "kernel (the ORT profile shows the fused SmoothL1Loss node)"
+        missing = sorted(loss_op_types(model) - set(ops))
+        if missing:
+            raise RuntimeError(
+                f"the fused {', '.join(missing)} kernel did not run (ORT profile shows {sorted(set(ops))})"
+            )
+        shown = " and ".join(sorted(loss_op_types(model) & set(ops))) or "loss"
+        return f"kernel (the ORT profile shows the fused {shown} node)"

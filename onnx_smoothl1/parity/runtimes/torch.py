@@ -1,4 +1,4 @@
-"""``torch``: PyTorch eager ``F.smooth_l1_loss`` in the inputs' own dtype (the reference
+"""``torch``: PyTorch eager ``F.smooth_l1_loss`` / ``F.huber_loss`` in the inputs' own dtype (the reference
 row: what users compare against; never a failure)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from ..registry import ParityPath, register
 @register
 class TorchPath(ParityPath):
     name = "torch"
-    title = "PyTorch eager F.smooth_l1_loss in the inputs' dtype"
+    title = "PyTorch eager F.smooth_l1_loss / F.huber_loss in the inputs' dtype"
     executes = "torch eager (reference row)"
     runs_models = False
     baseline = True
@@ -21,4 +21,4 @@ class TorchPath(ParityPath):
         return None
 
     def run_case(self, case, x, y):
-        return oracle.torch_same_dtype(x, y, beta=case.beta, reduction=case.reduction)
+        return oracle.torch_same_dtype(x, y, beta=case.beta, reduction=case.reduction, loss=case.loss)

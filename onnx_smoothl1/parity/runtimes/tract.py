@@ -62,7 +62,7 @@ class TractPath(InlinedPath):
         if not isinstance(key, Case):
             return self._call(self._folded(self._inlined(model, feeds, key)), feeds)
         # Grid cases: inline and specialise once per node (the slow part), then declare shapes.
-        ck = (key.beta, key.reduction, key.dtype)
+        ck = key.key
         if ck not in self._cache:
             self._cache[ck] = self._folded(self._inlined(model, {}, key))
         # Concrete shapes: tract then folds the sum's padding arithmetic to constants.
