@@ -1,8 +1,8 @@
 """Fuzz: mutated models and argument sets against the CLI and the Python API.
 
-Hypothesis generates the cases: valid models (every reduction and dtype, fixed and any rank,
-and an inlined standard-op copy for fuse/inline) mutated by byte flips, truncations and
-insertions, attribute mutations (wrong types, bad values, missing, unknown), element-type and
+Hypothesis generates the cases: valid SmoothL1Loss and HuberLoss models (every reduction and
+dtype, fixed and any rank, and inlined standard-op copies for fuse/inline) mutated by byte flips, truncations and
+insertions, attribute mutations (beta/delta/reduction: wrong types, bad values, missing, unknown), element-type and
 shape mutations and structural ones (function removed, domain/opset/IR versions, op type,
 node arity, dangling inputs), plus input arrays of random dtypes and shapes. Each case goes
 to ``onnx-smoothl1 info``, ``run`` (function and kernel), ``fuse`` and ``inline`` and to
@@ -58,11 +58,18 @@ def base_models() -> dict[str, bytes]:
             models[f"{reduction}-{dtype}"] = sl1.make_model(reduction=reduction, dtype=dtype, beta=0.5)
     models["mean-rank2"] = sl1.make_model(rank=2)
     models["sum-beta0"] = sl1.make_model(reduction="sum", beta=0.0)
+    # HuberLoss: every reduction and dtype too (fewer combinations: the mutations are shared).
+    for reduction, dtype in (("none", "float32"), ("mean", "float16"), ("sum", "float64"),
+                             ("mean", "bfloat16"), ("none", "float64"), ("sum", "float32")):
+        models[f"huber-{reduction}-{dtype}"] = sl1.make_huber_model(
+            reduction=reduction, dtype=dtype, delta=0.35)
+    models["huber-mean-rank2"] = sl1.make_huber_model(rank=2)
     out = {k: m.SerializeToString() for k, m in models.items()}
     try:
         from onnx_smoothl1.inline import inline
 
         out["inlined-mean"] = inline(sl1.make_model()).SerializeToString()
+        out["huber-inlined-mean"] = inline(sl1.make_huber_model()).SerializeToString()
     except Exception:  # inline not available (yet): the other bases still cover everything
         pass
     return out
@@ -81,8 +88,8 @@ ATTR_VALUES = st.one_of(
     st.none(),  # remove the attribute
 )
 ELEM_TYPES = st.one_of(st.integers(0, 26), st.sampled_from([999, -1]))
-DIMS = st.lists(st.one_of(st.integers(-3, 5), st.sampled_from([2**40, -(2**40)]), st.text("abN", min_size=1, max_size=3)),
-                max_size=6)
+DIMS = st.lists(st.one_of(st.integers(-3, 5), st.sampled_from([2**40, -(2**40)]),
+                          st.text("abN", min_size=1, max_size=3)), max_size=6)
 
 
 def _set_attr(node: onnx.NodeProto, name: str, value) -> None:
@@ -119,7 +126,7 @@ def model_mutation(draw):
     """(description, function ModelProto -> None)."""
     kind = draw(st.sampled_from(["attr", "attr", "elem", "shape", "struct", "struct", "none"]))
     if kind == "attr":
-        name = draw(st.sampled_from(["beta", "reduction", "bogus"]))
+        name = draw(st.sampled_from(["beta", "delta", "reduction", "bogus"]))
         value = draw(ATTR_VALUES)
         return f"attr {name}={value!r}", lambda m: _set_attr(m.graph.node[0], name, value)
     if kind == "elem":
@@ -482,6 +489,9 @@ def _subprocess_cases() -> list[tuple[str, bytes]]:
     good = sl1.make_model().SerializeToString()
     bad_attr = sl1.make_model()
     _set_attr(bad_attr.graph.node[0], "reduction", b"\xff\xfe")
+    huber = sl1.make_huber_model(delta=0.35, reduction="sum")
+    bad_delta = sl1.make_huber_model()
+    _set_attr(bad_delta.graph.node[0], "delta", -1.0)
     flipped = bytearray(good)
     for pos in range(40, len(flipped), 97):
         flipped[pos] ^= 0x5A
@@ -489,7 +499,8 @@ def _subprocess_cases() -> list[tuple[str, bytes]]:
     non_utf8_name[non_utf8_name.find(b"target")] = 0xFF  # protobuf then hands out bytes
     return [("good", good), ("truncated", good[: len(good) // 3]), ("non-utf8-reduction",
             bad_attr.SerializeToString()), ("flipped", bytes(flipped)),
-            ("non-utf8-name", bytes(non_utf8_name))]
+            ("non-utf8-name", bytes(non_utf8_name)), ("good-huber", huber.SerializeToString()),
+            ("huber-negative-delta", bad_delta.SerializeToString())]
 
 
 def test_fuzz_real_subprocesses(tmp_path):
@@ -515,7 +526,7 @@ def test_fuzz_real_subprocesses(tmp_path):
             assert "Traceback" not in proc.stderr, f"{argv}:\n{proc.stderr[-2000:]}"
             if proc.returncode == 2:
                 assert "error:" in proc.stderr, (argv, proc.stderr)
-            if name == "good":
+            if name.startswith("good"):
                 assert proc.returncode == 0, (argv, proc.stderr)
 
 

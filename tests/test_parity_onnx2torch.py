@@ -21,7 +21,7 @@ if importlib.util.find_spec("onnx2torch") is None:
 
 
 def test_onnx2torch_passes_a_grid_subset_and_refuses_bfloat16_with_its_message():
-    report = parity.run_grid(paths=["onnx2torch"], shapes=SHAPES, betas=(0.0, 0.3, 7.5))
+    report = parity.run_grid(paths=["onnx2torch"], shapes=SHAPES, betas=(0.0, 0.3, 7.5), deltas=(0.35, 2.5))
     assert report.ok, report.text()
     for dtype in ("float16", "float32", "float64"):
         cell = report.cells["onnx2torch", dtype]
@@ -38,7 +38,9 @@ def test_onnx2torch_runs_a_user_model():
     x, y = rng.standard_normal((2, 3, 7)) * 3
     path = PATHS["onnx2torch"]()
     assert path.unavailable is None, path.unavailable
-    s, n = path.run_model(two_loss_model(), {"x": x, "y": y})
+    s, n, h = path.run_model(two_loss_model(), {"x": x, "y": y})
+    assert oracle.compare(h, oracle.reference(x, y, loss="huber", delta=0.35, reduction="mean"),
+                          dtype="float64", reduction="mean").ok
     assert oracle.compare(s, oracle.reference(x, y, beta=0.25, reduction="sum"), dtype="float64", reduction="sum").ok
     assert oracle.compare(n, oracle.reference(x, y, beta=2.0, reduction="none"), dtype="float64",
                           reduction="none").ok

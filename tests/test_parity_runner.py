@@ -12,13 +12,12 @@ import json
 import numpy as np
 import onnx
 import pytest
+from conftest import run_cli
 from onnx import TensorProto, helper
 
 import onnx_smoothl1 as sl1
 from onnx_smoothl1 import parity
 from onnx_smoothl1.model import ir_version_for
-
-from conftest import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -76,21 +75,68 @@ def test_grid_cases_cover_the_spec_corners():
     assert {c.beta for c in cases} >= {0.0, 1.0}
     assert {c.reduction for c in cases} == set(sl1.REDUCTIONS)
     assert {c.dtype for c in cases} == set(parity.DTYPES)
-    # Documented size (README): 9 shapes x 4 dtypes x 4 betas x 3 reductions.
-    assert len(cases) == 432
+    # Documented size (docs/parity.md): 9 shapes x 4 dtypes x (4 betas of SmoothL1Loss +
+    # 3 deltas of HuberLoss) x 3 reductions.
+    assert len(cases) == 432 + 324
+    huber = [c for c in cases if c.loss == "huber"]
+    assert {c.beta for c in huber} == {0.35, 1.0, 2.5} and len(huber) == 324
+    assert {(c.shape, c.dtype, c.reduction) for c in huber} == {
+        (c.shape, c.dtype, c.reduction) for c in cases if c.loss == "smooth_l1"}
+    assert len({c.label for c in cases}) == len(cases) == len({c.name for c in cases})
     x, y = parity.make_inputs(parity.Case("nonfinite", "float32", 1.0, "none"))
     assert np.isnan(x).any() and np.isinf(x).any() and np.isnan(y).any()
 
 
+def test_huber_cases_have_readable_labels_and_run_everywhere(quick_report):
+    case = parity.Case("broadcast", "float32", 0.35, "mean", "huber")
+    assert case.label == "broadcast/float32/huber delta=0.35/mean"
+    assert case.name == "test_huber_broadcast_float32_delta0p35_mean"
+    assert case.op_type == "HuberLoss" and case.param_name == "delta"
+    smooth = parity.Case("broadcast", "float32", 0.35, "mean")
+    assert smooth.label == "broadcast/float32/beta=0.35/mean" and smooth.key != case.key
+    huber = [c for c in quick_report.cases if c.loss == "huber"]
+    assert {c.shape for c in huber} == set(parity.QUICK_HUBER_SHAPES) and len(huber) == 48
+    for (path, dtype), cell in quick_report.cells.items():
+        results = [r for r in cell.results if r.case.loss == "huber"]
+        assert len(results) == 12, (path, dtype)
+        if cell.count(parity.PASS) == len(cell.results):
+            # A path that runs every SmoothL1Loss case runs every HuberLoss case too.
+            assert all(r.status == parity.PASS for r in results), (path, dtype)
+    assert "kernel (the ORT profile shows the fused HuberLoss node)" in quick_report.ran["ort-kernel"] or (
+        quick_report.cells["ort-kernel", "float32"].status != parity.PASS)
+
+
+def test_grid_rejects_bad_losses_and_deltas():
+    with pytest.raises(ValueError, match="losses"):
+        parity.grid(losses=["l2"])
+    with pytest.raises(ValueError, match="losses"):
+        parity.grid(losses=[])
+    with pytest.raises(ValueError, match="deltas"):
+        parity.grid(deltas=[0.0])
+    assert {c.loss for c in parity.grid(losses=["huber"], quick=True)} == {"huber"}
+
+
+def test_cli_parity_losses_option():
+    proc = run_cli("parity", "--quick", "--dtypes", "float64", "--paths", "torch", "onnx-reference",
+                   "--losses", "huber", "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "parity grid: 12 cases x 2 paths" in proc.stdout
+    proc = run_cli("parity", "--losses", "l2")
+    assert proc.returncode == 2 and "--losses" in proc.stderr
+
+
 def test_report_markdown_and_json(quick_report):
     md = quick_report.markdown()
-    assert md.startswith("# SmoothL1Loss parity report")
+    assert md.startswith("# SmoothL1Loss / HuberLoss parity report")
+    assert "SmoothL1Loss (shapes {" in md and "HuberLoss (shapes {" in md and "x delta {0.35}" in md
     assert "| path | float16 | bfloat16 | float32 | float64 |" in md
     for path in parity.PATHS:
         assert f"| {path} |" in md
     assert "every supported cell passes" in md
     data = quick_report.to_json()
     assert data["ok"] is True
+    assert data["losses"] == {"smooth_l1": 120, "huber": 48}
+    assert any("/huber delta=0.35/" in k for k in data["verdicts"])
     json.dumps(data, default=float)
 
 
@@ -119,7 +165,7 @@ def test_unavailable_paths_are_reported_with_reasons(monkeypatch):
     monkeypatch.setenv(parity.DISABLE_ENV, "openvino,tract")
     monkeypatch.setenv(sl1.runtime.LIBRARY_ENV, "/nonexistent/libonnx_smoothl1_ops.so")
     report = parity.run_grid(
-        ["float32"], shapes=["odd"], betas=[1.0],
+        ["float32"], shapes=["odd"], betas=[1.0], deltas=[0.35],
         paths=["ort-function", "ort-kernel", "openvino", "tract"],
     )
     assert report.ok
@@ -127,7 +173,7 @@ def test_unavailable_paths_are_reported_with_reasons(monkeypatch):
     for path in ("openvino", "tract"):
         cell = report.cells[path, "float32"]
         assert cell.status == parity.UNSUPPORTED
-        assert cell.reasons() == {f"disabled by {parity.DISABLE_ENV}": 3}
+        assert cell.reasons() == {f"disabled by {parity.DISABLE_ENV}": 6}
         assert f"unsupported: disabled by {parity.DISABLE_ENV}" in report.markdown()
     kernel = report.cells["ort-kernel", "float32"]
     assert kernel.status == parity.UNSUPPORTED
@@ -156,9 +202,12 @@ def test_failures_are_detected_and_exit_nonzero(monkeypatch):
             return (out.astype(np.float64) * 1.01).astype(out.dtype)
 
     monkeypatch.setitem(parity.PATHS, "broken", Broken)
-    report = parity.run_grid(["float32"], shapes=["odd"], betas=[1.0], paths=["broken"])
+    report = parity.run_grid(["float32"], shapes=["odd"], betas=[1.0], deltas=[0.35], paths=["broken"])
     assert not report.ok
     assert report.cells["broken", "float32"].status == parity.FAIL
+    # HuberLoss cases are judged too: each of the 6 (both losses) fails.
+    assert {r.case.loss for r in report.failures()} == {"smooth_l1", "huber"}
+    assert len(report.failures()) == 6
     assert "FAILED" in report.text() and "## Failures" in report.markdown()
 
 
@@ -170,7 +219,7 @@ def test_runtime_errors_of_our_paths_are_failures(monkeypatch):
             raise RuntimeError("boom")
 
     monkeypatch.setitem(parity.PATHS, "raising", Raising)
-    report = parity.run_grid(["float64"], shapes=["rank0"], betas=[1.0], paths=["raising"])
+    report = parity.run_grid(["float64"], shapes=["rank0"], betas=[1.0], deltas=[1.0], paths=["raising"])
     assert not report.ok
     assert report.failures()[0].detail == "error: boom"
 
@@ -268,7 +317,7 @@ def test_cli_model_bad_inputs(tmp_path, tmp_npy):
         str(no_node),
     )
     proc = run_cli("parity", "--model", str(no_node))
-    assert proc.returncode == 2 and "no onnx_smoothl1::SmoothL1Loss node" in proc.stderr
+    assert proc.returncode == 2 and "no onnx_smoothl1::SmoothL1Loss or onnx_smoothl1::HuberLoss node" in proc.stderr
 
 
 def test_cuda_path_detects_a_node_not_placed_on_cuda(monkeypatch):
@@ -283,17 +332,30 @@ def test_cuda_path_detects_a_node_not_placed_on_cuda(monkeypatch):
         pytest.skip("real CUDA EP present")
     real = ort.get_available_providers
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", *real()])
-    report = parity.run_grid(["float32"], shapes=["rank0", "odd"], betas=[1.0], paths=["ort-cuda"])
+    report = parity.run_grid(["float32"], shapes=["rank0", "odd"], betas=[1.0], deltas=[0.35], paths=["ort-cuda"])
     cell = report.cells["ort-cuda", "float32"]
     assert cell.status == parity.UNSUPPORTED, cell.summary()
-    assert cell.count(parity.UNSUPPORTED) == len(cell.results) == 6
-    assert "not CUDA" in next(iter(cell.reasons()))
+    assert cell.count(parity.UNSUPPORTED) == len(cell.results) == 12
+    # Each loss node's placement is checked on its own (the HuberLoss kernel too).
+    reasons = set(cell.reasons())
+    assert all("not CUDA" in r for r in reasons)
+    assert any("HuberLoss" in r for r in reasons) and any("SmoothL1Loss" in r for r in reasons)
 
 
 def test_single_node_model_is_compared_with_torch(tmp_path, tmp_npy):
     path = tmp_path / "one.onnx"
     onnx.save(sl1.make_model(beta=0.5, reduction="sum", dtype="float64", rank=2), str(path))
     result = parity.run_model_file(path, {"input": np.random.default_rng(0).standard_normal((6, 7))})
+    assert result.ok, result.text()
+    assert result.vs_torch["ort-function"].startswith("pass")
+    assert result.vs_torch["onnx-reference"].startswith("pass")
+    assert result.results["torch"].startswith("reference")
+
+
+def test_single_huber_node_model_is_compared_with_torch(tmp_path):
+    path = tmp_path / "huber.onnx"
+    onnx.save(sl1.make_huber_model(delta=0.35, reduction="none", dtype="float64", rank=2), str(path))
+    result = parity.run_model_file(path, {"input": np.random.default_rng(1).standard_normal((6, 7))})
     assert result.ok, result.text()
     assert result.vs_torch["ort-function"].startswith("pass")
     assert result.vs_torch["onnx-reference"].startswith("pass")
@@ -353,7 +415,8 @@ def test_a_known_limit_gives_the_same_verdict_whether_or_not_it_shows(monkeypatc
     for ulps in (0.0, 8.0):  # within SPEC on one machine, 8 ulps off (outside SPEC) on another
         cls = _limited_path(ulps)
         monkeypatch.setitem(parity.PATHS, cls.name, cls)
-        report = parity.run_grid(["float32"], shapes=["odd", "nonfinite"], betas=[1.0], paths=[cls.name])
+        report = parity.run_grid(["float32"], shapes=["odd", "nonfinite"], betas=[1.0], paths=[cls.name],
+                                 losses=["smooth_l1"])
         reports.append({k.split("/", 1)[1]: v for k, v in report.verdicts().items()})
         cell = report.cells[cls.name, "float32"]
         (reason,) = cell.reasons()
@@ -367,7 +430,8 @@ def test_a_known_limit_gives_the_same_verdict_whether_or_not_it_shows(monkeypatc
 def test_a_result_beyond_the_known_limit_fails(monkeypatch):
     cls = _limited_path(40.0)  # beyond the limit's 16 ulps: a real failure, never hidden
     monkeypatch.setitem(parity.PATHS, cls.name, cls)
-    report = parity.run_grid(["float32"], shapes=["odd"], betas=[1.0], paths=[cls.name])
+    report = parity.run_grid(["float32"], shapes=["odd"], betas=[1.0], paths=[cls.name],
+                             losses=["smooth_l1"])
     assert not report.ok
     (failure,) = [r for r in report.failures() if r.case.reduction == "mean"]
     assert "beyond the known limit (a test limit)" in failure.detail
@@ -382,8 +446,14 @@ def test_openvino_bfloat16_limit_is_scoped_by_the_case_alone():
     assert all(parity.OpenVinoPath.limit_for(c) is limit for c in parity.grid(["bfloat16"]))
     assert parity.OpenVinoPath.limit_for(parity.Case("odd", "float16", 0.3, "mean")) is None
     # The reciprocal-division limit: only 'none' with a beta whose reciprocal is inexact.
-    scoped = {(c.beta, c.reduction) for c in parity.grid(["float32"]) if parity.TractPath.limit_for(c)}
-    assert scoped == {(0.3, "none"), (7.5, "none")}
+    # HuberLoss has no division: none of its cases is in that scope (its grid cases, delta
+    # 0.35 'none' included, pass SPEC on OpenVINO and tract as they are).
+    for path in (parity.TractPath, parity.OpenVinoPath, parity.OrtOpenVinoEpPath):
+        scoped = {(c.loss, c.beta, c.reduction) for c in parity.grid(["float32"]) if path.limit_for(c)}
+        assert scoped == {("smooth_l1", 0.3, "none"), ("smooth_l1", 7.5, "none")}, path.name
+    # The float64 and bfloat16 limits (OpenVINO's arithmetic) hold for HuberLoss too.
+    assert parity.OpenVinoPath.limit_for(parity.Case("odd", "float64", 0.35, "sum", "huber")) is not None
+    assert parity.OpenVinoPath.limit_for(parity.Case("odd", "bfloat16", 0.35, "sum", "huber")) is not None
 
 
 def test_openvino_config_is_pinned():

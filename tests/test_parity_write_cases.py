@@ -1,5 +1,5 @@
-"""``onnx-smoothl1 parity --write-cases DIR``: the grid in the ONNX backend-test layout,
-replayed here with onnxruntime (the function path) and with onnx.reference."""
+"""``onnx-smoothl1 parity --write-cases DIR``: the grid (SmoothL1Loss and HuberLoss cases) in
+the ONNX backend-test layout, replayed here with onnxruntime (the function path) and with onnx.reference."""
 
 from __future__ import annotations
 
@@ -67,7 +67,8 @@ def _close_to_expected(out: np.ndarray, expected: np.ndarray, case: parity.Case)
 
 def test_layout_and_contents(written):
     for case, folder in written.items():
-        assert folder.name == case.name and folder.name.startswith("test_smoothl1_")
+        prefix = "test_smoothl1_" if case.loss == "smooth_l1" else "test_huber_"
+        assert folder.name == case.name and folder.name.startswith(prefix)
         files = sorted(p.name for p in (folder / DATA_SET).iterdir())
         assert files == ["input_0.pb", "input_1.pb", "output_0.pb"]
         model, inputs, outputs = read_case(folder)
@@ -80,7 +81,8 @@ def test_layout_and_contents(written):
         # The expected output is the float64 reference rounded to the dtype, bit for bit.
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
-            ref = np.asarray(oracle.reference(x, y, beta=case.beta, reduction=case.reduction))
+            ref = np.asarray(oracle.reference(x, y, beta=case.beta, reduction=case.reduction, loss=case.loss))
+        assert {n.op_type for n in model.graph.node} == {case.op_type}
         want = ref.astype(oracle.NUMPY_DTYPES[case.dtype])
         assert outputs[0].dtype == want.dtype and outputs[0].shape == want.shape
         assert _bits(outputs[0]) == _bits(want)
@@ -126,6 +128,12 @@ def test_cli_write_cases(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     folders = sorted((tmp_path / "out").iterdir())
     assert len(folders) == len(parity.grid(["float64"], quick=True))
+    assert any(f.name.startswith("test_huber_") for f in folders)
+    proc = run_cli("parity", "--write-cases", str(tmp_path / "h"), "--quick", "--dtypes", "float64",
+                   "--losses", "huber")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    names = {f.name for f in (tmp_path / "h").iterdir()}
+    assert names == {c.name for c in parity.grid(["float64"], quick=True, losses=["huber"])}
     assert all((f / "model.onnx").is_file() and (f / DATA_SET / "output_0.pb").is_file() for f in folders)
     proc = run_cli("parity", "--write-cases", str(tmp_path / "x"), "--model", "m.onnx")
     assert proc.returncode == 2 and "--write-cases" in proc.stderr
