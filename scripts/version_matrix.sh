@@ -9,11 +9,13 @@
 # never reinstalled: an unpinned torch would pull GBs of CUDA wheels).
 #
 # Per combination it runs:
-#   1. tests/test_function_parity.py -k "float32 or float64"   (function path vs torch,
-#      ORT and onnx.reference; float16/bfloat16 depend on onnx's own bfloat16 handling)
-#   2. tests/test_kernel_cpu.py, the kernel parity subset, when the library is built
+#   1. tests/test_function_parity.py + tests/test_huber_function.py -k "float32 or float64"
+#      (SmoothL1Loss and HuberLoss function paths vs torch, ORT and onnx.reference;
+#      float16/bfloat16 depend on onnx's own bfloat16 handling)
+#   2. tests/test_kernel_cpu.py + tests/test_kernel_huber.py, the kernel parity subset, when
+#      the library is built
 #   3. onnx-smoothl1 parity --quick --dtypes float32 float64 on the ORT and onnx.reference
-#      paths (the parity runner itself)
+#      paths (the parity runner itself; its quick grid holds SmoothL1Loss and HuberLoss cases)
 # and prints one Markdown row per combination (the README's "Supported versions" table).
 #
 #   scripts/version_matrix.sh [ORT:ONNX[:EXTRA,...] ...]
@@ -54,7 +56,7 @@ KERNEL_K="parity_grid or multiblock or fallback_contract or empty_and_rank0 or u
 base_site=$("$BASE_PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 mkdir -p "$VM_DIR"
 
-rows=("| onnxruntime | onnx | extras | function parity (f32/f64) | kernel subset | parity runner | verdict |"
+rows=("| onnxruntime | onnx | extras | function parity (f32/f64, both losses) | kernel subset (both losses) | parity runner | verdict |"
       "|---|---|---|---|---|---|---|")
 status=0
 summ() {  # last pytest summary line of a log, trimmed
@@ -87,11 +89,11 @@ for combo in "${COMBOS[@]}"; do
 
   ok=1
   "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/test_function_parity.py \
-      -k "float32 or float64" >"$log.function" 2>&1 || ok=0
+      tests/test_huber_function.py -k "float32 or float64" >"$log.function" 2>&1 || ok=0
   fn=$(summ "$log.function")
   if [[ -f $LIB ]]; then
     ONNX_SMOOTHL1_LIBRARY="$LIB" "$venv/bin/python" -m pytest -q -p no:cacheprovider \
-        tests/test_kernel_cpu.py -k "$KERNEL_K" >"$log.kernel" 2>&1 || ok=0
+        tests/test_kernel_cpu.py tests/test_kernel_huber.py -k "$KERNEL_K" >"$log.kernel" 2>&1 || ok=0
     kn=$(summ "$log.kernel")
   else
     kn="library not built"
@@ -103,7 +105,9 @@ for combo in "${COMBOS[@]}"; do
   fi
   if "$venv/bin/python" -m onnx_smoothl1.cli parity --quick "${prargs[@]}" --json "$log.parity.json" \
       >"$log.parity" 2>&1; then
-    pr="OK ($(grep -m1 -o '[0-9]* cases' "$log.parity"))"
+    huber=$("$venv/bin/python" -c 'import json, sys; print(json.load(open(sys.argv[1])).get("losses", {}).get("huber", 0))' \
+        "$log.parity.json" 2>/dev/null || echo "?")
+    pr="OK ($(grep -m1 -o '[0-9]* cases' "$log.parity"), $huber HuberLoss)"
     if [[ -n $extra ]]; then  # say how many dtypes each third-party runtime really passed
       pr+="; $("$venv/bin/python" - "$log.parity.json" <<'PY'
 import json, sys
