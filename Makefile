@@ -76,8 +76,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check onnx_smoothl1 tests benchmarks scripts
 	$(VENV)/bin/mypy
 
+# Two pytest workers, one test file per worker at a time (--dist loadfile): the suite's long
+# files (parity grids, fuzz subprocesses, the CUDA build) then overlap on the 2 cores.
 test: $(STAMP) $(LIB) runtimes lint
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 demo: $(STAMP)
 	$(VENV)/bin/onnx-smoothl1 demo
