@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from _compiled_paths import (
     check_grid_subset,
-    check_group_holds_both_losses,
     check_missing_package,
     check_user_model_and_cache,
 )
@@ -25,6 +24,3 @@ def test_iree_runs_a_user_model_in_float64_and_caches_it(monkeypatch, tmp_path):
 def test_iree_missing_is_unsupported_with_the_reason(monkeypatch):
     check_missing_package("iree", "iree.runtime", monkeypatch)
 
-
-def test_iree_group_model_holds_both_losses():
-    check_group_holds_both_losses()

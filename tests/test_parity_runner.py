@@ -492,3 +492,10 @@ def test_report_names_the_isa_and_what_ran(quick_report):
         if quick_report.cells[path, "float32"].status == parity.PASS:
             assert "ran the compute nodes" in quick_report.ran[path]
     assert "What ran: function (inlined by ORT)" in quick_report.markdown()
+
+
+def test_compiled_paths_group_model_holds_both_losses():
+    """Needs neither IREE nor TVM: the group model both compile (built once, here)."""
+    from _compiled_paths import check_group_holds_both_losses
+
+    check_group_holds_both_losses()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from _compiled_paths import (
     check_grid_subset,
-    check_group_holds_both_losses,
     check_missing_package,
     check_user_model_and_cache,
 )
@@ -24,6 +23,3 @@ def test_tvm_runs_a_user_model_in_float64_and_caches_it(monkeypatch, tmp_path):
 def test_tvm_missing_is_unsupported_with_the_reason(monkeypatch):
     check_missing_package("tvm", "tvm", monkeypatch)
 
-
-def test_tvm_group_model_holds_both_losses():
-    check_group_holds_both_losses()
