@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     # after the loop (an exception ends the process anyway).
     bars = contextlib.ExitStack()
     bar = bars.enter_context(progress.bar((args.max_log2 - args.min_log2 + 1) * len(REDUCTIONS), "bench cpu",
-                                          quiet=args.quiet))
+                                          quiet=args.quiet, unit="size"))
     for log2n in range(args.min_log2, args.max_log2 + 1):
         n = 2**log2n
         x = rng.standard_normal(n, dtype=np.float32)

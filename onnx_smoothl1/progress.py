@@ -32,7 +32,8 @@ def _columns(stream: TextIO) -> int:
 
 
 class Bar:
-    """Cases done of ``total``; ``now(label)`` names what is running (a path, a case)."""
+    """Units done of ``total`` (parity: (case, path) results); ``now(label)`` names what is
+    running (a path, a case)."""
 
     def __init__(self, bar: tqdm | None) -> None:
         self._bar = bar
@@ -50,7 +51,7 @@ class Bar:
 
 @contextmanager
 def bar(total: int, desc: str, *, quiet: bool = False, stream: TextIO | None = None,
-        mininterval: float = 0.1) -> Iterator[Bar]:
+        mininterval: float = 0.1, unit: str = "it") -> Iterator[Bar]:
     """A progress bar on ``stream`` (stderr), or a silent stand-in when not :func:`enabled`.
 
     ``mininterval`` is tqdm's redraw limit (seconds)."""
@@ -60,6 +61,6 @@ def bar(total: int, desc: str, *, quiet: bool = False, stream: TextIO | None = N
         return
     # A terminal that reports a 0 x 0 size (a bare pty) would get no bar: draw 100 x 24.
     wide = _columns(stream) > 0
-    with tqdm(total=total, desc=desc, file=stream, unit="case", leave=False, dynamic_ncols=wide,
+    with tqdm(total=total, desc=desc, file=stream, unit=unit, leave=False, dynamic_ncols=wide,
               ncols=None if wide else 100, nrows=None if wide else 24, mininterval=mininterval) as t:
         yield Bar(t)

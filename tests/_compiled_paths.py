@@ -31,17 +31,33 @@ def check_grid_subset(name: str, dtypes: tuple[str, ...]) -> None:
 
 
 def check_group_holds_both_losses() -> None:
-    """One compile per (dtype, shape) serves both losses: the group model holds a node per
-    grid beta x reduction and per grid delta x reduction (no custom node left: inlined)."""
-    from onnx_smoothl1.parity.runtimes._compiled import group_model_bytes, in_group
+    """One compile per dtype serves every case of it, both losses: the group model holds a
+    node per (shape, parameter, reduction) of the cases, an input pair per shape, and no
+    custom node (inlined); the cases of a (dtype, shape) share the inputs."""
+    from onnx_smoothl1.parity.groups import group_inputs, group_model_bytes, group_specs, shape_spec
 
-    model = onnx.ModelProto.FromString(group_model_bytes("float32", ((3,), (3,))))
-    names = [o.name for o in model.graph.output]
-    assert len(names) == len(parity.BETAS) * 3 + len(parity.DELTAS) * 3
-    assert sum(n.startswith("huber_") for n in names) == len(parity.DELTAS) * 3
+    cases = parity.grid(("float32", "float64"), shapes=("one", "broadcast"), betas=(0.0, 0.3), deltas=(1.0,))
+    slots = group_specs(cases)
+    groups = {group for group, _ in slots.values()}
+    assert len(groups) == 2 and {g[0] for g in groups} == {"float32", "float64"}
+    group, _ = slots[cases[0]]
+    assert group[1] == (parity.SHAPES["one"], parity.SHAPES["broadcast"])
+    assert len(group[2]) == 2 * (2 + 1) * 3  # shapes x (betas + deltas) x reductions
+    positions = {slots[c][1] for c in cases if c.dtype == "float32"}
+    assert positions == set(range(len(group[2])))  # one node per case, none shared, none unused
+    model = onnx.ModelProto.FromString(group_model_bytes(group))
+    assert [i.name for i in model.graph.input] == ["input_0", "target_0", "input_1", "target_1"]
+    assert len(model.graph.output) == len(group[2])
+    assert sum("huber" in o.name for o in model.graph.output) == 2 * 3
     assert parity.models.custom_nodes(model) == []
-    assert all(in_group(c) for c in parity.grid())
-    assert not in_group(parity.Case("one", "float32", 0.7, "sum", "huber"))
+    dims = [[d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input]
+    assert dims == [[1], [1], [4, 1, 3], [5, 3]]
+    x, y = parity.make_inputs(cases[0])
+    feeds = group_inputs(group, 0, x, y)
+    assert feeds[0] is not None and np.array_equal(feeds[0], x) and not feeds[2].any()
+    alone, moved = shape_spec(group, 1)
+    assert alone[1] == (parity.SHAPES["broadcast"],) and len(alone[2]) == len(moved) == 9
+    assert all(group[2][i][1:] == alone[2][j][1:] for i, j in moved.items())
 
 
 def two_loss_model() -> onnx.ModelProto:
@@ -82,17 +98,31 @@ def check_user_model_and_cache(name: str, monkeypatch, tmp_path) -> None:
     cached = list((tmp_path / "cache" / name).iterdir())
     assert len(cached) == 1, cached
 
+    assert path.last_compiled
+
     fresh = PATHS[name]()
-    compiled: list[object] = []
-    real = fresh.compile_to
-    monkeypatch.setattr(fresh, "compile_to", lambda model, where: (compiled.append(where), real(model, where)))
     again = fresh.run_model(two_loss_model(), feeds)
-    assert not compiled  # loaded from the cache
+    assert not fresh.last_compiled  # loaded from the cache
     np.testing.assert_array_equal(again[1], n)
     # Other shapes are another model: compiled, and cached beside the first.
     fresh.run_model(two_loss_model(), {"x": x[:1], "y": y[:1]})
-    assert len(compiled) == 1
+    assert fresh.last_compiled
     assert len(list((tmp_path / "cache" / name).iterdir())) == 2
+    path.close()
+    fresh.close()
+
+
+def check_hang_is_contained(name: str, monkeypatch, tmp_path) -> None:
+    """A worker that does not answer in time is killed; its cases are unsupported with that
+    message (never a pass), each group is tried once (a hang is not repeated per case), and
+    the fallback to per-shape groups runs in a fresh worker."""
+    monkeypatch.setenv("ONNX_SMOOTHL1_COMPILE_CACHE", str(tmp_path / "cold"))
+    monkeypatch.setenv("ONNX_SMOOTHL1_COMPILE_TIMEOUT", "0.5")
+    report = parity.run_grid(("float32",), paths=[name], shapes=("one", "odd"), betas=(1.0,), deltas=(1.0,))
+    cell = report.cells[name, "float32"]
+    assert cell.status == parity.UNSUPPORTED and cell.count(parity.PASS) == 0
+    reasons = cell.reasons()
+    assert sum(reasons.values()) == 12 and all("crashed: no answer within 0.5 s (killed)" in r for r in reasons)
 
 
 def check_missing_package(name: str, module: str, monkeypatch) -> None:

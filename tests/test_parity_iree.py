@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from _compiled_paths import (
     check_grid_subset,
+    check_hang_is_contained,
     check_missing_package,
     check_user_model_and_cache,
 )
@@ -24,3 +25,7 @@ def test_iree_runs_a_user_model_in_float64_and_caches_it(monkeypatch, tmp_path):
 def test_iree_missing_is_unsupported_with_the_reason(monkeypatch):
     check_missing_package("iree", "iree.runtime", monkeypatch)
 
+
+
+def test_iree_hang_is_killed_and_reported(monkeypatch, tmp_path):
+    check_hang_is_contained("iree", monkeypatch, tmp_path)

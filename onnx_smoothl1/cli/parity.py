@@ -34,12 +34,13 @@ def _cmd_parity(args: argparse.Namespace) -> None:
         if args.write_cases is not None:
             _write_cases(args.write_cases, dtypes, args.quick, losses)
             return
-        total = len(parity.grid(dtypes, quick=args.quick, losses=losses))
-        with progress.bar(total, "parity", quiet=args.quiet or args.verbose) as bar:
-            def done(label: str) -> None:
+        # One unit per (case, path) result: the compiler paths run after the others.
+        total = len(parity.grid(dtypes, quick=args.quick, losses=losses)) * len(paths or parity.PATHS)
+        with progress.bar(total, "parity", quiet=args.quiet or args.verbose, unit="result") as bar:
+            def done(label: str, units: int) -> None:
                 if args.verbose:
                     print(f"  {label}", file=sys.stderr)
-                bar.done()
+                bar.done(count=units)
 
             report = parity.run_grid(
                 dtypes, paths=paths, quick=args.quick, losses=losses, progress=done, now=bar.now

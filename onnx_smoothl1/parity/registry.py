@@ -65,6 +65,9 @@ class ParityPath:
     limits: Sequence[KnownLimit] = ()
     #: what this path claims to execute; ``what_ran`` says what it proved
     executes = ""
+    #: the runtime runs in a worker process (``parity.worker``): the runner then drives this
+    #: path from a thread of its own, beside the others, since it mostly waits on the worker
+    in_worker = False
 
     def __init__(self) -> None:
         self.notes: list[str] = []
@@ -82,6 +85,10 @@ class ParityPath:
 
     def _why_unavailable(self) -> str | None:
         return None
+
+    def prepare(self, cases: Sequence[Case]) -> None:
+        """Called by ``run_grid`` with every case before the grid runs (a compiler path
+        sends its group models to its worker to compile, for example)."""
 
     def run_case(self, case: Case, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Run one grid case (a one-node model); default: build the model and ``run_model``."""

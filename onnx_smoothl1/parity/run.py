@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -101,13 +102,21 @@ def run_grid(
     betas: Sequence[float] | None = None,
     losses: Sequence[str] = LOSSES,
     deltas: Sequence[float] | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str, int], None] | None = None,
     now: Callable[[str], None] | None = None,
 ) -> Report:
     """Run the grid through every selected path; see the module docstring.
 
-    ``progress(case_label)`` is called after each case, ``now("case_label: path")`` before
-    each path runs it (the CLI's progress bar shows both)."""
+    ``progress(label, units)`` is called as results come in: ``units`` (case, path) results
+    are done (a grid of C cases and P paths has C x P), ``label`` is the case's (and the path's
+    when it runs apart). ``now("case_label: path")`` is called before each path runs a case
+    (the CLI's progress bar shows both).
+
+    Every path gets ``prepare(cases)`` first (the compiler paths start compiling in their
+    workers). A path whose runtime runs in a worker process (``in_worker``) is driven from a
+    thread of its own, beside the in-process paths: it mostly waits on its worker, which then
+    computes while the runner does. Each path still runs its cases in grid order, and the
+    results are collected in that order, so the report does not depend on the timing."""
     start = time.perf_counter()
     cases = grid(dtypes, shapes=shapes, betas=betas, quick=quick, losses=losses, deltas=deltas)
     dtype_list = list(dict.fromkeys(c.dtype for c in cases))
@@ -118,38 +127,72 @@ def run_grid(
     proofs: dict[str, dict[str, list[str]]] = {p.name: {} for p in selected}
     seconds: dict[str, float] = dict.fromkeys((p.name for p in selected), 0.0)
     notes: dict[str, str] = {}
-    try:
+    results: dict[tuple[str, Case], CaseResult] = {}
+
+    def one(path: ParityPath, case: Case, x: np.ndarray, y: np.ndarray, ref64: np.ndarray,
+            own: np.ndarray | None) -> None:
+        if path.unavailable is not None:
+            results[path.name, case] = CaseResult(path.name, case, UNSUPPORTED, np.nan, np.nan, path.unavailable)
+            return
+        if now:
+            now(f"{case.label}: {path.name}")
+        t0 = time.perf_counter()
+        result = evaluate(path, case, x, y, ref64, own)
+        seconds[path.name] += time.perf_counter() - t0
+        if result.status == PASS or result.spec_ok is not None or (
+            result.status == FAIL and np.isfinite(result.max_abs)
+        ):
+            ran = path.what_ran()
+            if ran:
+                proofs[path.name].setdefault(case.dtype, []).append(ran)
+        results[path.name, case] = result
+
+    def inputs(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        x, y = make_inputs(case)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref64 = oracle.reference(x, y, **case.oracle_args)  # type: ignore[arg-type]
+            own = oracle.torch_same_dtype(x, y, **case.oracle_args)  # type: ignore[arg-type]
+        return x, y, ref64, own
+
+    def apart(path: ParityPath) -> None:
         for case in cases:
-            x, y = make_inputs(case)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ref64 = oracle.reference(x, y, **case.oracle_args)  # type: ignore[arg-type]
-                own = oracle.torch_same_dtype(x, y, **case.oracle_args)  # type: ignore[arg-type]
-            for path in selected:
-                if path.unavailable is not None:
-                    result = CaseResult(
-                        path.name, case, UNSUPPORTED, np.nan, np.nan, path.unavailable
-                    )
-                else:
-                    if now:
-                        now(f"{case.label}: {path.name}")
-                    t0 = time.perf_counter()
-                    result = evaluate(path, case, x, y, ref64, own)
-                    seconds[path.name] += time.perf_counter() - t0
-                    if result.status == PASS or result.spec_ok is not None or (
-                        result.status == FAIL and np.isfinite(result.max_abs)
-                    ):
-                        ran = path.what_ran()
-                        if ran:
-                            proofs[path.name].setdefault(case.dtype, []).append(ran)
-                cells[path.name, case.dtype].results.append(result)
+            one(path, case, *inputs(case))
             if progress:
-                progress(case.label)
+                progress(f"{case.label}: {path.name}", 1)
+
+    try:
+        for path in selected:
+            if path.unavailable is None:
+                path.prepare(cases)
+        threaded = [p for p in selected if p.unavailable is None and p.in_worker]
+        inline = [p for p in selected if p not in threaded]
+        # evaluate() silences warnings per case; warnings.catch_warnings is process-wide, so
+        # the threads must all save and restore the same state: silenced around them all.
+        with warnings.catch_warnings(), ThreadPoolExecutor(
+            max_workers=max(1, len(threaded)), thread_name_prefix="parity"
+        ) as pool:
+            warnings.simplefilter("ignore")
+            futures = [pool.submit(apart, p) for p in threaded]
+            try:
+                for case in cases:
+                    data = inputs(case)
+                    for path in inline:
+                        one(path, case, *data)
+                    if progress:
+                        progress(case.label, len(inline))
+            finally:
+                for future in futures:
+                    future.result()  # re-raises what a path's thread raised
     finally:
         for path in selected:
             path.close()
             if path.notes:
                 notes[path.name] = "; ".join(dict.fromkeys(path.notes))
+    for case in cases:
+        for path in selected:
+            if (path.name, case) in results:
+                cells[path.name, case.dtype].results.append(results[path.name, case])
     return Report(
         [p.name for p in selected], dtype_list, cells, cases, notes, environment(),
         time.perf_counter() - start, {p.name: p.title for p in selected},

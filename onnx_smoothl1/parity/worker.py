@@ -2,8 +2,9 @@
 
 tract 0.23 aborts the whole process with a Rust panic on some inputs, and Mesa's lavapipe
 (the WebGPU EP without a GPU) can crash or hang; onnxruntime-openvino needs its own venv
-(its wheel ships its own ``onnxruntime`` module). Each runs in a worker: this file, run as a
-script by the interpreter that has the runtime, serving requests on stdin.
+(its wheel ships its own ``onnxruntime`` module); IREE's and TVM's runtimes load and run
+native code generated for each model. Each runs in a worker: this file, run as a script by
+the interpreter that has the runtime, serving requests on stdin.
 
 Protocol: length-prefixed (8-byte little-endian) pickles.
 
@@ -11,12 +12,18 @@ Protocol: length-prefixed (8-byte little-endian) pickles.
 - ``("run", model bytes, input names, arrays)`` -> ``("ok", outputs, placement, seconds)``,
   ``placement`` being the ORT placement record for a new EP session (else None), or
   ``("error", message)`` when the runtime raised.
+- The compiler modes (``iree``, ``tvm``) also serve ``("prepare", group specs)`` ->
+  ``("ok", errors)`` (compile each group model, one error text or None per spec) and
+  ``("run_group", spec, arrays)`` -> ``("ok", outputs, info, seconds)``; their ``info`` says
+  whether the module was compiled (else loaded from the cache). See ``runtimes._compiled``.
 - The parent answers ``("crash", why)`` itself when the worker died (its exit code and the
   panic or last lines of its stderr) or did not answer within the time limit (killed).
+  ``submit`` + ``collect`` split a call, so the parent can work while the worker compiles.
 
-The child side imports only numpy, the standard library and the runtime (it also runs in
-``.venv-ort-openvino``, which has neither onnx nor this package); arrays of bfloat16 travel
-as ml_dtypes arrays (numpy has no bfloat16 of its own).
+The tract and EP modes import only numpy, the standard library and the runtime (they also
+run in ``.venv-ort-openvino``, which has neither onnx nor this package); the compiler modes
+run in the package's own environment and use its path classes. Arrays of bfloat16 travel as
+ml_dtypes arrays (numpy has no bfloat16 of its own).
 """
 
 from __future__ import annotations
@@ -41,8 +48,11 @@ import numpy as np
 
 #: Seconds one request may take before the worker is killed (a hang is a crash too).
 DEFAULT_TIMEOUT = 300.0
-#: The modes the child serves: tract, or onnxruntime with one execution provider.
-MODES = ("tract", "webgpu", "openvino")
+#: The modes the child serves: tract, onnxruntime with one execution provider, or one of the
+#: ahead-of-time compiler paths (compile and run there).
+MODES = ("tract", "webgpu", "openvino", "iree", "tvm")
+#: The compiler modes: the package's own ``CompiledPath`` serves them in the child.
+COMPILER_MODES = ("iree", "tvm")
 
 #: Runs this file as the worker without putting its directory on sys.path (its sibling
 #: modules are not meant to be importable by the runtime's own imports).
@@ -88,6 +98,7 @@ class Worker:
             raise ValueError(f"mode: unknown worker mode {mode!r}; choose from {', '.join(MODES)}")
         self.mode = mode
         self.timeout = float(timeout)
+        self._pending = False
         self._stderr = tempfile.TemporaryFile()
         environ = dict(os.environ if env is None else env)
         environ.setdefault("RUST_BACKTRACE", "0")
@@ -102,19 +113,48 @@ class Worker:
 
     def call(self, request: tuple[Any, ...]) -> tuple[Any, ...]:
         """The worker's reply, or ("crash", why) when it died or did not answer in time."""
-        stdin, stdout = self._proc.stdin, self._proc.stdout
-        assert stdin is not None and stdout is not None
+        crash = self.submit(request)
+        return crash if crash is not None else self.collect()
+
+    def submit(self, request: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """Send ``request`` without waiting for the reply (``collect`` reads it); None, or
+        ("crash", why) when the worker is already gone. The child reads a whole request
+        before working on it, so this returns as soon as the bytes are written."""
+        if self._pending:
+            raise RuntimeError("submit: the previous request's reply has not been collected")
+        stdin = self._proc.stdin
+        assert stdin is not None
         try:
             send(stdin, request)
-            ready, _, _ = select.select([stdout], [], [], self.timeout)
+        except (BrokenPipeError, OSError):
+            code = self._proc.wait()
+            return ("crash", f"exit code {code}: {self.stderr_tail()}")
+        self._pending = True
+        return None
+
+    def collect(self, timeout: float | None = None) -> tuple[Any, ...]:
+        """The reply to the last ``submit``: waits at most ``timeout`` seconds (default: the
+        worker's), else kills the worker and answers ("crash", why)."""
+        if not self._pending:
+            raise RuntimeError("collect: no request was submitted")
+        self._pending = False
+        limit = self.timeout if timeout is None else float(timeout)
+        stdout = self._proc.stdout
+        assert stdout is not None
+        try:
+            ready, _, _ = select.select([stdout], [], [], limit)
             if not ready:
                 self._kill()
-                return ("crash", f"no answer within {self.timeout:g} s (killed)")
+                return ("crash", f"no answer within {limit:g} s (killed)")
             reply = recv(stdout)
         except (EOFError, BrokenPipeError, struct.error, pickle.UnpicklingError):
             code = self._proc.wait()
             return ("crash", f"exit code {code}: {self.stderr_tail()}")
         return tuple(reply)
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
 
     def stderr_tail(self, lines: int = 2) -> str:
         """Why the worker died: a Rust panic's message, else the last lines of stderr."""
@@ -307,11 +347,50 @@ class _OrtEpRunner:
         return outs, info, seconds
 
 
+class _CompiledRunner:
+    """IREE or TVM: the package's own ``CompiledPath`` (``runtimes._compiled``) compiles and
+    runs here, so a crash in generated code or in the runtime kills this process only."""
+
+    def __init__(self, mode: str) -> None:
+        from onnx_smoothl1.parity import runtimes  # noqa: F401  (registers the paths)
+        from onnx_smoothl1.parity.registry import PATHS
+
+        self._path: Any = PATHS[mode]()
+
+    def hello(self) -> dict[str, Any]:
+        return {"fingerprint": self._path.fingerprint()}
+
+    def run(
+        self, model_bytes: bytes, names: Sequence[str], arrays: Sequence[np.ndarray]
+    ) -> tuple[list[np.ndarray], dict[str, Any], float]:
+        start = time.perf_counter()
+        outs, compiled = self._path.local_run(model_bytes, arrays)
+        return outs, {"compiled": compiled}, time.perf_counter() - start
+
+    def prepare(self, specs: Sequence[Any]) -> list[str | None]:
+        return [self._path.local_prepare(s) for s in specs]
+
+    def run_group(
+        self, spec: Any, arrays: Sequence[np.ndarray]
+    ) -> tuple[list[np.ndarray], dict[str, Any], float]:
+        start = time.perf_counter()
+        outs, compiled = self._path.local_run_group(spec, arrays)
+        return outs, {"compiled": compiled}, time.perf_counter() - start
+
+
+def _runner(mode: str) -> _TractRunner | _OrtEpRunner | _CompiledRunner:
+    if mode == "tract":
+        return _TractRunner()
+    if mode in COMPILER_MODES:
+        return _CompiledRunner(mode)
+    return _OrtEpRunner(mode)
+
+
 def serve(mode: str) -> None:
     """The worker's loop: answer requests on stdin until it closes."""
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a runtime's prints must not corrupt the protocol
-    runner: _TractRunner | _OrtEpRunner | None = None
+    runner: _TractRunner | _OrtEpRunner | _CompiledRunner | None = None
     while True:
         try:
             request = recv(stdin)
@@ -319,15 +398,20 @@ def serve(mode: str) -> None:
             return
         try:
             if runner is None:
-                runner = _TractRunner() if mode == "tract" else _OrtEpRunner(mode)
-            if request[0] == "hello":
+                runner = _runner(mode)
+            kind = request[0]
+            if kind == "hello":
                 send(stdout, ("ok", runner.hello()))
-                continue
-            if request[0] != "run" or len(request) != 4:
-                raise ValueError(f"unknown request {request[0]!r}")
-            _, model_bytes, names, arrays = request
-            outs, placement, seconds = runner.run(model_bytes, names, arrays)
-            send(stdout, ("ok", outs, placement, seconds))
+            elif kind == "run" and len(request) == 4:
+                _, model_bytes, names, arrays = request
+                outs, placement, seconds = runner.run(model_bytes, names, arrays)
+                send(stdout, ("ok", outs, placement, seconds))
+            elif isinstance(runner, _CompiledRunner) and kind == "prepare" and len(request) == 2:
+                send(stdout, ("ok", runner.prepare(request[1])))
+            elif isinstance(runner, _CompiledRunner) and kind == "run_group" and len(request) == 3:
+                send(stdout, ("ok", *runner.run_group(request[1], request[2])))
+            else:
+                raise ValueError(f"unknown request {kind!r} for mode {mode!r}")
         except Exception as exc:
             send(stdout, ("error", _error_text(exc)))
 

@@ -1,18 +1,17 @@
 """The base of the ahead-of-time compiler paths (IREE, TVM): ``inline(model, input_shapes=...)``
-with the feeds' concrete shapes, compiled once per model and cached by the inlined model's
-bytes (which hold the declared shapes).
+with the feeds' concrete shapes, compiled and run in a time-limited worker process
+(``parity.worker``, modes ``iree``/``tvm``: a crash in generated code or a hang in a
+compiler costs that worker, not the runner), cached by the inlined model's bytes (which hold
+the declared shapes).
 
 Both compilers need static shapes: IREE's importer requires declared shapes, TVM's relax
 frontend cannot take the body's padding arithmetic (``Mod`` of a ``Shape``) on symbolic
-dimensions, and IREE compiles dynamic shapes 2-3x slower. A compile costs about 1-2 s on a
-2-core machine while a run costs milliseconds, and the grid has 756 (loss, dtype, shape,
-parameter, reduction) cases. So a grid case is compiled as part of a *group model*: one graph
-holding a ``SmoothL1Loss`` node for every beta x reduction of the grid and a ``HuberLoss``
-node for every delta x reduction (12 + 9 nodes, each with its own attributes, sharing
-``input`` and ``target``), inlined with the case's shapes. One compile then serves the 21
-cases of a (dtype, shape) pair; the case's answer is its own node's output. The
-inliner gives each node its own copy of the body, so what runs is still each node's inlined
-function, next to the others.
+dimensions, and IREE compiles dynamic shapes 2-3x slower. A compile costs about 1 s plus 4 ms
+per node on a 2-core machine, while a run costs milliseconds. So the grid is compiled as
+group models (``parity.groups``): one per dtype, static shapes.
+
+``prepare`` (called by ``run_grid`` before the grid runs) sends the group models to the
+worker, which compiles them while the runner works through the other paths.
 
 Compiled modules are also kept on disk (``COMPILE_CACHE_ENV``, default
 ``~/.cache/onnx-smoothl1/compiled``), keyed by the SHA-256 of the inlined model's bytes, the
@@ -24,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import inspect
 import os
 import platform
 import tempfile
@@ -34,17 +32,18 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import helper
 
-from ... import spec
-from ...function import attach_function, make_huber_node, make_node
 from ...inline import inline
-from ...model import ir_version_for
-from ..cases import BETAS, DELTAS, Case
+from ..cases import Case
+from ..groups import GroupedPath, GroupSpec, group_model_bytes
+from ..registry import Unsupported
+from ..worker import DEFAULT_TIMEOUT, Worker
 from ._inlined import InlinedPath
 
 #: Where compiled modules are kept between runs ("off": not at all).
 COMPILE_CACHE_ENV = "ONNX_SMOOTHL1_COMPILE_CACHE"
+#: Seconds the worker may take per request (per group model when compiling the grid's).
+COMPILE_TIMEOUT_ENV = "ONNX_SMOOTHL1_COMPILE_TIMEOUT"
 
 
 def cache_dir() -> Path | None:
@@ -69,83 +68,24 @@ def host_cpu() -> str:
     return f"{fields.get('model name', platform.machine())} {fields.get('flags', '')}"
 
 
-def _output_name(beta: float, reduction: str, loss: str = "smooth_l1") -> str:
-    """The group model's output of one (loss, parameter, reduction) node."""
-    if loss == "huber":
-        return f"huber_d{DELTAS.index(beta)}_{reduction}"
-    return f"loss_b{BETAS.index(beta)}_{reduction}"
-
-
-def in_group(case: Case) -> bool:
-    """Whether the group model holds ``case``'s node (its parameter is one of the grid's)."""
-    return case.beta in (DELTAS if case.loss == "huber" else BETAS)
-
-
-@functools.lru_cache(maxsize=64)
-def group_model_bytes(dtype: str, shapes: tuple[tuple[int, ...], tuple[int, ...]]) -> bytes:
-    """The inlined group model of one (dtype, shape pair): a SmoothL1Loss node per BETAS x
-    REDUCTIONS and a HuberLoss node per DELTAS x REDUCTIONS, inputs declared with ``shapes``.
-    Cached (the inlining and folding take about as long as a compile), so the IREE and TVM
-    paths share it."""
-    elem = spec.DTYPES[dtype]
-    nodes = [
-        make_node("input", "target", _output_name(b, r), beta=b, reduction=r, name=_output_name(b, r))
-        for b in BETAS
-        for r in spec.REDUCTIONS
-    ] + [
-        make_huber_node(
-            "input", "target", _output_name(d, r, "huber"), delta=d, reduction=r,
-            name=_output_name(d, r, "huber"),
-        )
-        for d in DELTAS
-        for r in spec.REDUCTIONS
-    ]
-    graph = helper.make_graph(
-        nodes,
-        f"smooth_l1_group_{dtype}",
-        [helper.make_tensor_value_info(n, elem, None) for n in ("input", "target")],
-        [helper.make_tensor_value_info(n.output[0], elem, None) for n in nodes],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="onnx-smoothl1")
-    attach_function(model, dtype)
-    model.ir_version = ir_version_for(model)
-    # On disk too, keyed by what the result depends on: the model (its function body
-    # included), the shapes, the inliner's source and the onnx / onnxscript versions.
-    from importlib.metadata import version
-
-    source = Path(inspect.getfile(inline)).read_bytes()
-    tools = f"{shapes} onnx {version('onnx')} onnxscript {version('onnxscript')}".encode()
-    key = hashlib.sha256(model.SerializeToString() + tools + source).hexdigest()
-    where = cache_dir()
-    path = None if where is None else where / "inlined" / f"{key}.onnx"
-    if path is not None and path.is_file():
-        return path.read_bytes()
-    data = inline(model, input_shapes={"input": shapes[0], "target": shapes[1]}).SerializeToString()
-    if path is not None:
-        _write_atomically(path, data)
-    return data
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)  # a concurrent run sees a whole file or none
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-class CompiledPath(InlinedPath):
+class CompiledPath(GroupedPath, InlinedPath):
     """Subclasses implement ``compile_to`` (inlined model -> a file), ``load`` (that file ->
-    an executable), ``execute`` and ``fingerprint`` (runtime version and flags)."""
+    an executable), ``execute`` and ``fingerprint`` (runtime version and flags): the
+    ``local_*`` side, which runs in the worker. The runner's side (``prepare``,
+    ``run_case``, ``run_model``) only builds requests and reads replies."""
 
     #: the compiled file's suffix in the cache
     suffix = ""
 
     def __init__(self) -> None:
         super().__init__()
-        self._compiled: dict[str, Any] = {}
+        self._compiled: dict[str, Any] = {}  # in the worker: executables by model digest
+        self._worker: Worker | None = None
+        self._prepared: tuple[GroupSpec, ...] = ()  # submitted, reply not read yet
+        #: whether the last run compiled its module (False: loaded from a cache)
+        self.last_compiled = False
+
+    # ---- the worker's side --------------------------------------------------------
 
     def fingerprint(self) -> str:
         raise NotImplementedError
@@ -156,18 +96,24 @@ class CompiledPath(InlinedPath):
     def load(self, path: Path) -> Any:
         raise NotImplementedError
 
+    def execute(self, compiled: Any, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        raise NotImplementedError
+
     def compile(self, model: onnx.ModelProto, model_bytes: bytes | None = None) -> Any:
         """The executable for ``model``: from the disk cache, else compiled (and stored)."""
         data = model.SerializeToString() if model_bytes is None else model_bytes
         key = hashlib.sha256(data + f"\n{self.name}\n{self.fingerprint()}\n{host_cpu()}".encode()).hexdigest()
         where = cache_dir()
+        self.last_compiled = True
         if where is None:
             with tempfile.TemporaryDirectory() as scratch:
                 path = Path(scratch) / f"module{self.suffix}"
                 self.compile_to(model, path)
                 return self.load(path)
         path = where / self.name / f"{key}{self.suffix}"
-        if not path.is_file():
+        if path.is_file():
+            self.last_compiled = False
+        else:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{self.suffix}")
             try:
@@ -177,33 +123,114 @@ class CompiledPath(InlinedPath):
                 tmp.unlink(missing_ok=True)
         return self.load(path)
 
-    def execute(self, compiled: Any, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-        raise NotImplementedError
-
-    def _run(self, model_bytes: bytes, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    def _executable(self, model_bytes: bytes) -> tuple[Any, bool]:
+        key = hashlib.sha256(model_bytes).hexdigest()
+        if key in self._compiled:
+            return self._compiled[key], False
         model = onnx.ModelProto.FromString(model_bytes)
         self.prove_inlined(model)
-        key = hashlib.sha256(model_bytes).hexdigest()
-        if key not in self._compiled:
-            self._compiled[key] = self.compile(model, model_bytes)
-        initializers = {t.name for t in model.graph.initializer}
-        names = [i.name for i in model.graph.input if i.name not in initializers]
-        missing = [n for n in names if n not in feeds]
-        if missing:
-            raise ValueError(f"feeds: no value for model input(s) {', '.join(missing)}")
-        return self.execute(self._compiled[key], [np.asarray(feeds[n]) for n in names])
+        self._compiled[key] = self.compile(model, model_bytes)
+        return self._compiled[key], self.last_compiled
 
-    def run_case(self, case: Case, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        if not in_group(case):  # a parameter outside the grid's: a model of its own
-            return super().run_case(case, x, y)
-        group = group_model_bytes(case.dtype, (np.shape(x), np.shape(y)))
-        outputs = self._run(group, {"input": x, "target": y})
-        names = [o.name for o in onnx.ModelProto.FromString(group).graph.output]
-        return outputs[names.index(_output_name(case.beta, case.reduction, case.loss))]
+    def local_run(self, model_bytes: bytes, arrays: Sequence[np.ndarray]) -> tuple[list[np.ndarray], bool]:
+        """Run an inlined model here (compiled or loaded first); and whether it compiled."""
+        executable, compiled = self._executable(model_bytes)
+        return self.execute(executable, [np.asarray(a) for a in arrays]), compiled
+
+    def local_prepare(self, group: GroupSpec) -> str | None:
+        """Compile ``group``'s model here (or load it from the cache); None, or why not."""
+        try:
+            self._executable(group_model_bytes(group, cache_dir()))
+        except Exception as exc:
+            return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        return None
+
+    def local_run_group(self, group: GroupSpec, arrays: Sequence[np.ndarray]) -> tuple[list[np.ndarray], bool]:
+        return self.local_run(group_model_bytes(group, cache_dir()), arrays)
+
+    # ---- the runner's side --------------------------------------------------------
+
+    @property
+    def timeout(self) -> float:
+        return float(os.environ.get(COMPILE_TIMEOUT_ENV) or DEFAULT_TIMEOUT)
+
+    def _new_worker(self) -> Worker:
+        return Worker(self.name, timeout=self.timeout)
+
+    def _call(self, request: tuple[Any, ...], timeout: float | None = None) -> tuple[Any, ...]:
+        if self._worker is None:
+            self._worker = self._new_worker()
+        reply = self._worker.submit(request) or self._worker.collect(timeout)
+        return self._checked(reply)
+
+    def _checked(self, reply: tuple[Any, ...]) -> tuple[Any, ...]:
+        if reply[0] == "crash":
+            self._restart()
+            raise Unsupported(f"{self.name} crashed: {reply[1]}")
+        if reply[0] == "error":
+            raise RuntimeError(reply[1])
+        return reply
+
+    def _restart(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+        self._worker = self._new_worker()  # the replacement imports while the runner works
+
+    in_worker = True
+
+    def prepare(self, cases: Sequence[Case]) -> None:
+        """Send the grid's group models to the worker to compile while the runner runs the
+        other paths."""
+        self._prepared = tuple(self.plan(cases))
+        if self._worker is None:
+            self._worker = self._new_worker()
+        crash = self._worker.submit(("prepare", list(self._prepared)))
+        if crash is not None:
+            self.settle(crash)
+
+    def settle(self, reply: tuple[Any, ...] | None = None) -> None:
+        """Read the prepare reply (a compile may take a while: a limit per group model).
+        A group that did not compile, or a worker that died compiling, leaves its cases to
+        the smaller models (``GroupedPath.run_case``)."""
+        if not self._prepared:
+            return
+        groups, self._prepared = self._prepared, ()
+        if reply is None:
+            assert self._worker is not None
+            reply = self._worker.collect(self._worker.timeout * len(groups))
+        if reply[0] == "ok":
+            errors = list(reply[1])
+        else:
+            if reply[0] == "crash":
+                self._restart()
+            errors = [f"{self.name} {reply[0]} while compiling: {reply[1]}"] * len(groups)
+        for group, error in zip(groups, errors):
+            if error is not None:
+                self.mark_failed(group, RuntimeError(error))
+
+    def run_group(self, group: GroupSpec, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        reply = self._call(("run_group", group, list(arrays)))
+        self.proved("inlined model")  # the worker checked that the model has no custom node
+        self.last_compiled = bool(reply[2]["compiled"])
+        return list(reply[1])
 
     def run_model(
         self, model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], key: object = None
     ) -> list[np.ndarray]:
         shapes = {k: tuple(np.shape(v)) for k, v in feeds.items() if k in {i.name for i in model.graph.input}}
         inlined = inline(model, input_shapes=shapes, check=False)
-        return self._run(inlined.SerializeToString(), feeds)
+        self.prove_inlined(inlined)
+        initializers = {t.name for t in inlined.graph.initializer}
+        names = [i.name for i in inlined.graph.input if i.name not in initializers]
+        missing = [n for n in names if n not in feeds]
+        if missing:
+            raise ValueError(f"feeds: no value for model input(s) {', '.join(missing)}")
+        self.settle()
+        reply = self._call(("run", inlined.SerializeToString(), names, [np.asarray(feeds[n]) for n in names]))
+        self.last_compiled = bool(reply[2]["compiled"])
+        return list(reply[1])
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None

@@ -51,6 +51,7 @@ def unavailable_reason(runtime: str) -> str | None:
 
 class EpPath(ParityPath):
     """onnxruntime + one EP in a worker; every new session's placement is checked."""
+    in_worker = True
 
     #: placement and numbers are ours to answer for: an error here is a failure
     third_party = False

@@ -35,11 +35,15 @@ class InlinedPath(ParityPath):
         else:
             shaped = with_static_shapes(model, {k: np.shape(v) for k, v in feeds.items()})
         out, how = inline_model(shaped)
+        self.note_inliner(how)
+        self.prove_inlined(out)
+        return out
+
+    def note_inliner(self, how: str) -> None:
+        """Say (once per change) which tool inlined what the runtime got."""
         if how != self._inliner:
             self._inliner = how
             self.notes.append(f"inlined with {how}")
-        self.prove_inlined(out)
-        return out
 
     def prove_inlined(self, model: onnx.ModelProto) -> None:
         """Record "inlined model" after checking that ``model`` (what the runtime gets) has no

@@ -1,13 +1,21 @@
 """``openvino``: OpenVINO CPU on the inlined model (ranks declared: its CPU plugin rejects
-inputs of unknown rank), with the precision hint and thread count pinned."""
+inputs of unknown rank), with the precision hint and thread count pinned.
+
+Grid cases run through group models (``parity.groups``, ranks only: every dimension
+symbolic), one compile per dtype instead of one per (loss, parameter, reduction, ranks): the
+compiles were most of this path's time."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import onnx
 
 from ... import oracle
+from ..cases import Case
+from ..groups import GroupedPath, GroupSpec, group_model_bytes, ranked_shapes
 from ..limits import KnownLimit, float32_arithmetic, reciprocal_limit, within_ulps
 from ..registry import Unsupported, import_reason, register
 from ._inlined import InlinedPath
@@ -40,7 +48,7 @@ def ov_error(exc: BaseException) -> str:
 
 
 @register
-class OpenVinoPath(InlinedPath):
+class OpenVinoPath(GroupedPath, InlinedPath):
     name = "openvino"
     title = "OpenVINO CPU (f32 precision, ACCURACY mode, 1 thread: pinned), inlined model"
     limits = (
@@ -88,6 +96,32 @@ class OpenVinoPath(InlinedPath):
         self.notes.append(f"openvino {ov.__version__}, CPU, {config}")
         return None
 
+    shape_of = staticmethod(ranked_shapes)
+
+    def prepare(self, cases: Sequence[Case]) -> None:
+        self.plan(cases)  # the groups compile on first use
+
+    def _compile(self, model: onnx.ModelProto) -> Any:
+        return self._core.compile_model(self._core.read_model(model.SerializeToString(), b""), "CPU", dict(self.CONFIG))
+
+    def _infer(self, compiled: Any, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        import openvino as ov
+
+        request = compiled.create_infer_request()
+        request.infer([ov_tensor(ov, a) for a in arrays])
+        return [ov_array(ov, request.get_output_tensor(i)) for i in range(len(compiled.outputs))]
+
+    def run_group(self, group: GroupSpec, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        try:
+            if group not in self._cache:
+                model = onnx.ModelProto.FromString(group_model_bytes(group))
+                self.note_inliner("onnx_smoothl1.inline.inline")
+                self.prove_inlined(model)
+                self._cache[group] = self._compile(model)
+            return self._infer(self._cache[group], arrays)
+        except Exception as exc:
+            raise RuntimeError(f"OpenVINO: {ov_error(exc)}") from exc
+
     def run_model(self, model, feeds, key=None):
         import openvino as ov
 
@@ -95,10 +129,7 @@ class OpenVinoPath(InlinedPath):
             ck = self._cache_key(feeds, key)
             compiled = self._cache.get(ck) if ck is not None else None
             if compiled is None:
-                inlined = self._inlined(model, feeds, key)
-                compiled = self._core.compile_model(
-                    self._core.read_model(inlined.SerializeToString(), b""), "CPU", dict(self.CONFIG)
-                )
+                compiled = self._compile(self._inlined(model, feeds, key))
                 if ck is not None:
                     self._cache[ck] = compiled
             request = compiled.create_infer_request()

@@ -21,6 +21,7 @@ from ._inlined import InlinedPath
 @register
 class TractPath(InlinedPath):
     name = "tract"
+    in_worker = True
     title = "tract on the inlined model, in a worker subprocess"
     limits = (reciprocal_limit("tract"),)
 
