@@ -167,7 +167,8 @@ class Report:
         for p, note in self.notes.items():
             lines.append(f"  note {p}: {note}")
         if self.path_seconds:
-            lines.append("  seconds per path: " + ", ".join(f"{p} {s:.1f}" for p, s in self.path_seconds.items()))
+            times = ", ".join(f"{p} {s:.1f}" for p, s in self.path_seconds.items())
+            lines.append(f"  seconds per path (worker paths run side by side: their times overlap): {times}")
         lines.append("OK: every supported cell passes" if self.ok else "FAILED")
         return "\n".join(lines)
 
@@ -236,8 +237,9 @@ class Report:
         if self.notes:
             out += ["## Notes", ""] + [f"- **{p}**: {n}" for p, n in self.notes.items()] + [""]
         if self.path_seconds:
-            out += ["Seconds per path (its cases, set-up included): " + ", ".join(
-                f"{p} {s:.1f}" for p, s in self.path_seconds.items()) + ".", ""]
+            times = ", ".join(f"{p} {s:.1f}" for p, s in self.path_seconds.items())
+            out += [f"Seconds per path (its cases, set-up included; the paths in worker processes run "
+                    f"side by side, so their times overlap): {times}.", ""]
         return "\n".join(out)
 
     def to_json(self) -> dict[str, Any]:
