@@ -10,8 +10,9 @@ and the cases of one shape share their inputs, so one run answers all of them. T
 gives each node its own copy of the body, so what runs is still each node's inlined
 function, next to the others.
 
-Shapes are static (``case.shapes``, for IREE and TVM, which need them) or ranks only (every
-dimension symbolic, ``ranked_shapes``: OpenVINO compiles those once for every size).
+Shapes are static (IREE and TVM need them). The inlined groups are kept in the disk cache of
+``runtimes._compiled``, so the paths that use them (IREE, TVM, OpenVINO, onnx2torch) inline
+each group once between them, whichever process gets there first (a file lock).
 
 A group that fails falls back to one group per shape, then to the case's own one-node model
 (``GroupedPath``), so an error stays with the cases it concerns.
@@ -23,7 +24,7 @@ import functools
 import hashlib
 import inspect
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,37 +43,22 @@ try:
 except ImportError:  # pragma: no cover - not POSIX: no lock (two workers may build a group)
     fcntl = None  # type: ignore[assignment]
 
-#: A dimension of a group's input: a size, or ``SYMBOLIC`` (named per input when built).
-Dim = int | str
-SYMBOLIC = "?"
 #: One shape pair: (input shape, target shape).
-ShapePair = tuple[tuple[Dim, ...], tuple[Dim, ...]]
+ShapePair = tuple[tuple[int, ...], tuple[int, ...]]
 #: One node of a group model: (shape index, loss, parameter, reduction).
 GroupNode = tuple[int, str, float, str]
 #: A group model: (dtype, its shape pairs, its nodes). Plain tuples: it travels to a worker.
 GroupSpec = tuple[str, tuple[ShapePair, ...], tuple[GroupNode, ...]]
 
 
-def static_shapes(case: Case) -> ShapePair:
-    return case.shapes
-
-
-def ranked_shapes(case: Case) -> ShapePair:
-    """The case's ranks, every dimension symbolic."""
-    sx, sy = case.shapes
-    return (SYMBOLIC,) * len(sx), (SYMBOLIC,) * len(sy)
-
-
-def group_specs(
-    cases: Sequence[Case], shape_of: Callable[[Case], ShapePair] = static_shapes
-) -> dict[Case, tuple[GroupSpec, int]]:
+def group_specs(cases: Sequence[Case]) -> dict[Case, tuple[GroupSpec, int]]:
     """Each case's group model (one per dtype: every shape and (loss, parameter, reduction)
     of that dtype's cases, in the cases' order) and its node's index there."""
     shapes: dict[str, dict[ShapePair, int]] = {}
     nodes: dict[str, dict[GroupNode, int]] = {}
     where: dict[Case, tuple[str, GroupNode]] = {}
     for case in cases:
-        index = shapes.setdefault(case.dtype, {}).setdefault(shape_of(case), len(shapes[case.dtype]))
+        index = shapes.setdefault(case.dtype, {}).setdefault(case.shapes, len(shapes[case.dtype]))
         node = (index, case.loss, float(case.beta), case.reduction)
         nodes.setdefault(case.dtype, {}).setdefault(node, len(nodes[case.dtype]))
         where[case] = (case.dtype, node)
@@ -121,14 +107,9 @@ def group_model(group: GroupSpec) -> onnx.ModelProto:
     return model
 
 
-def declared_shapes(group: GroupSpec) -> dict[str, list[Dim]]:
-    """``inline``'s ``input_shapes`` for the group (symbolic dimensions named per input)."""
-    out: dict[str, list[Dim]] = {}
-    for i, pair in enumerate(group[1]):
-        for kind, dims in zip(("input", "target"), pair):
-            name = f"{kind}_{i}"
-            out[name] = [f"{name}_d{k}" if d == SYMBOLIC else d for k, d in enumerate(dims)]
-    return out
+def declared_shapes(group: GroupSpec) -> dict[str, tuple[int, ...]]:
+    """``inline``'s ``input_shapes`` for the group."""
+    return {f"{kind}_{i}": dims for i, pair in enumerate(group[1]) for kind, dims in zip(("input", "target"), pair)}
 
 
 @functools.lru_cache(maxsize=64)
@@ -171,14 +152,14 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 def group_inputs(group: GroupSpec, index: int, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
     """The feeds of ``group``'s model for a case of shape ``index``: its inputs there, zeros
-    elsewhere (of the declared sizes; 1 for a symbolic dimension). Those outputs are unread."""
+    of the declared shapes elsewhere (those outputs are not read)."""
     arrays: list[np.ndarray] = []
     dtype = np.asarray(x).dtype
     for i, pair in enumerate(group[1]):
         if i == index:
             arrays += [np.asarray(x), np.asarray(y)]
         else:
-            arrays += [np.zeros([d if isinstance(d, int) else 1 for d in dims], dtype=dtype) for dims in pair]
+            arrays += [np.zeros(dims, dtype=dtype) for dims in pair]
     return arrays
 
 
@@ -186,9 +167,6 @@ class GroupedPath(ParityPath):
     """The runner's side of a path that runs grid cases through group models. ``plan`` (from
     ``prepare``) assigns the cases to groups; subclasses implement ``run_group`` (a group and
     its feeds -> its outputs). A case not planned gets a group of its own."""
-
-    #: how a case's shapes enter its group (``static_shapes`` or ``ranked_shapes``)
-    shape_of: Callable[[Case], ShapePair] = staticmethod(static_shapes)
 
     def __init__(self) -> None:
         super().__init__()
@@ -199,8 +177,12 @@ class GroupedPath(ParityPath):
 
     def plan(self, cases: Sequence[Case]) -> list[GroupSpec]:
         """Assign ``cases`` to groups; the groups, in order."""
-        self._slots.update(group_specs(cases, self.shape_of))
-        return list(dict.fromkeys(g for g, _ in group_specs(cases, self.shape_of).values()))
+        slots = group_specs(cases)
+        self._slots.update(slots)
+        return list(dict.fromkeys(g for g, _ in slots.values()))
+
+    def prepare(self, cases: Sequence[Case]) -> None:
+        self.plan(cases)
 
     def run_group(self, group: GroupSpec, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         raise NotImplementedError

@@ -12,7 +12,7 @@ Protocol: length-prefixed (8-byte little-endian) pickles.
 - ``("run", model bytes, input names, arrays)`` -> ``("ok", outputs, placement, seconds)``,
   ``placement`` being the ORT placement record for a new EP session (else None), or
   ``("error", message)`` when the runtime raised.
-- The compiler modes (``iree``, ``tvm``) also serve ``("prepare", group specs)`` ->
+- The compiled-path modes (``path:iree``, ``path:tvm``, ``path:openvino``) also serve ``("prepare", group specs)`` ->
   ``("ok", errors)`` (compile each group model, one error text or None per spec) and
   ``("run_group", spec, arrays)`` -> ``("ok", outputs, info, seconds)``; their ``info`` says
   whether the module was compiled (else loaded from the cache). See ``runtimes._compiled``.
@@ -48,11 +48,11 @@ import numpy as np
 
 #: Seconds one request may take before the worker is killed (a hang is a crash too).
 DEFAULT_TIMEOUT = 300.0
-#: The modes the child serves: tract, onnxruntime with one execution provider, or one of the
-#: ahead-of-time compiler paths (compile and run there).
-MODES = ("tract", "webgpu", "openvino", "iree", "tvm")
-#: The compiler modes: the package's own ``CompiledPath`` serves them in the child.
-COMPILER_MODES = ("iree", "tvm")
+#: The modes the child serves: tract, or onnxruntime with one execution provider ...
+MODES = ("tract", "webgpu", "openvino")
+#: ... or ``path:<name>``: the package's own ``CompiledPath`` of that name (IREE, TVM,
+#: OpenVINO) compiles and runs there.
+PATH_MODE = "path:"
 
 #: Runs this file as the worker without putting its directory on sys.path (its sibling
 #: modules are not meant to be importable by the runtime's own imports).
@@ -94,8 +94,8 @@ class Worker:
         timeout: float = DEFAULT_TIMEOUT,
         cwd: str | os.PathLike[str] | None = None,
     ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode: unknown worker mode {mode!r}; choose from {', '.join(MODES)}")
+        if mode not in MODES and not (mode.startswith(PATH_MODE) and len(mode) > len(PATH_MODE)):
+            raise ValueError(f"mode: unknown worker mode {mode!r}; choose from {', '.join(MODES)} or {PATH_MODE}<name>")
         self.mode = mode
         self.timeout = float(timeout)
         self._pending = False
@@ -348,8 +348,9 @@ class _OrtEpRunner:
 
 
 class _CompiledRunner:
-    """IREE or TVM: the package's own ``CompiledPath`` (``runtimes._compiled``) compiles and
-    runs here, so a crash in generated code or in the runtime kills this process only."""
+    """IREE, TVM or OpenVINO: the package's own ``CompiledPath`` (``runtimes._compiled``)
+    compiles and runs here, so a crash in generated code or in the runtime kills this process
+    only."""
 
     def __init__(self, mode: str) -> None:
         from onnx_smoothl1.parity import runtimes  # noqa: F401  (registers the paths)
@@ -381,8 +382,8 @@ class _CompiledRunner:
 def _runner(mode: str) -> _TractRunner | _OrtEpRunner | _CompiledRunner:
     if mode == "tract":
         return _TractRunner()
-    if mode in COMPILER_MODES:
-        return _CompiledRunner(mode)
+    if mode.startswith(PATH_MODE):
+        return _CompiledRunner(mode[len(PATH_MODE):])
     return _OrtEpRunner(mode)
 
 

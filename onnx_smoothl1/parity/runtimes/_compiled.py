@@ -1,6 +1,6 @@
-"""The base of the ahead-of-time compiler paths (IREE, TVM): ``inline(model, input_shapes=...)``
-with the feeds' concrete shapes, compiled and run in a time-limited worker process
-(``parity.worker``, modes ``iree``/``tvm``: a crash in generated code or a hang in a
+"""The base of the paths that compile each model they run (IREE, TVM ahead of time; OpenVINO's
+CPU plugin): ``inline(model, input_shapes=...)``, compiled and run in a time-limited worker
+process (``parity.worker``, mode ``path:<name>``: a crash in generated code or a hang in a
 compiler costs that worker, not the runner), cached by the inlined model's bytes (which hold
 the declared shapes).
 
@@ -155,7 +155,7 @@ class CompiledPath(GroupedPath, InlinedPath):
         return float(os.environ.get(COMPILE_TIMEOUT_ENV) or DEFAULT_TIMEOUT)
 
     def _new_worker(self) -> Worker:
-        return Worker(self.name, timeout=self.timeout)
+        return Worker(f"path:{self.name}", timeout=self.timeout)
 
     def _call(self, request: tuple[Any, ...], timeout: float | None = None) -> tuple[Any, ...]:
         if self._worker is None:
@@ -168,7 +168,8 @@ class CompiledPath(GroupedPath, InlinedPath):
             self._restart()
             raise Unsupported(f"{self.name} crashed: {reply[1]}")
         if reply[0] == "error":
-            raise RuntimeError(reply[1])
+            message = str(reply[1])
+            raise RuntimeError(message.removeprefix("RuntimeError: "))
         return reply
 
     def _restart(self) -> None:

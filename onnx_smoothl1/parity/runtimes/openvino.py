@@ -1,9 +1,12 @@
 """``openvino``: OpenVINO CPU on the inlined model (ranks declared: its CPU plugin rejects
 inputs of unknown rank), with the precision hint and thread count pinned.
 
-Grid cases run through group models (``parity.groups``, ranks only: every dimension
-symbolic), one compile per dtype instead of one per (loss, parameter, reduction, ranks): the
-compiles were most of this path's time."""
+Grid cases run through the group models the compiler paths use (``parity.groups``, static
+shapes, inlined once between them through the disk cache), one compile per dtype instead of
+one per (loss, parameter, reduction, ranks): those compiles and inlinings were most of this
+path's time. OpenVINO compiles and runs in a time-limited worker
+(``CompiledPath``): its CPU plugin is native code, and a crash there must not take the runner
+down."""
 
 from __future__ import annotations
 
@@ -14,11 +17,10 @@ import numpy as np
 import onnx
 
 from ... import oracle
-from ..cases import Case
-from ..groups import GroupedPath, GroupSpec, group_model_bytes, ranked_shapes
+from ..groups import GroupSpec
 from ..limits import KnownLimit, float32_arithmetic, reciprocal_limit, within_ulps
-from ..registry import Unsupported, import_reason, register
-from ._inlined import InlinedPath
+from ..registry import import_reason, register
+from ._compiled import CompiledPath
 
 
 def ov_tensor(ov: Any, array: np.ndarray) -> Any:
@@ -48,9 +50,9 @@ def ov_error(exc: BaseException) -> str:
 
 
 @register
-class OpenVinoPath(GroupedPath, InlinedPath):
+class OpenVinoPath(CompiledPath):
     name = "openvino"
-    title = "OpenVINO CPU (f32 precision, ACCURACY mode, 1 thread: pinned), inlined model"
+    title = "OpenVINO CPU (f32 precision, ACCURACY mode, 1 thread: pinned), inlined model, in a worker"
     limits = (
         KnownLimit(
             "float64",
@@ -96,45 +98,39 @@ class OpenVinoPath(GroupedPath, InlinedPath):
         self.notes.append(f"openvino {ov.__version__}, CPU, {config}")
         return None
 
-    shape_of = staticmethod(ranked_shapes)
 
-    def prepare(self, cases: Sequence[Case]) -> None:
-        self.plan(cases)  # the groups compile on first use
-
-    def _compile(self, model: onnx.ModelProto) -> Any:
-        return self._core.compile_model(self._core.read_model(model.SerializeToString(), b""), "CPU", dict(self.CONFIG))
-
-    def _infer(self, compiled: Any, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def fingerprint(self) -> str:
         import openvino as ov
 
-        request = compiled.create_infer_request()
-        request.infer([ov_tensor(ov, a) for a in arrays])
-        return [ov_array(ov, request.get_output_tensor(i)) for i in range(len(compiled.outputs))]
+        return f"openvino {ov.__version__} {sorted(self.CONFIG.items())}"
 
-    def run_group(self, group: GroupSpec, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+    # ---- in the worker -------------------------------------------------------------
+
+    def compile(self, model: onnx.ModelProto, model_bytes: bytes | None = None) -> Any:
+        """OpenVINO compiles in memory (fast enough per dtype group: no disk cache)."""
+        import openvino as ov
+
+        self.last_compiled = True
+        if getattr(self, "_core", None) is None:
+            self._core = ov.Core()
+        data = model.SerializeToString() if model_bytes is None else model_bytes
         try:
-            if group not in self._cache:
-                model = onnx.ModelProto.FromString(group_model_bytes(group))
-                self.note_inliner("onnx_smoothl1.inline.inline")
-                self.prove_inlined(model)
-                self._cache[group] = self._compile(model)
-            return self._infer(self._cache[group], arrays)
+            return self._core.compile_model(self._core.read_model(data, b""), "CPU", dict(self.CONFIG))
         except Exception as exc:
             raise RuntimeError(f"OpenVINO: {ov_error(exc)}") from exc
 
-    def run_model(self, model, feeds, key=None):
+    def execute(self, compiled: Any, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         import openvino as ov
 
         try:
-            ck = self._cache_key(feeds, key)
-            compiled = self._cache.get(ck) if ck is not None else None
-            if compiled is None:
-                compiled = self._compile(self._inlined(model, feeds, key))
-                if ck is not None:
-                    self._cache[ck] = compiled
             request = compiled.create_infer_request()
-            request.infer({k: ov_tensor(ov, v) for k, v in feeds.items()})
-            outs = [ov_array(ov, request.get_output_tensor(i)) for i in range(len(compiled.outputs))]
+            request.infer([ov_tensor(ov, a) for a in arrays])
+            return [ov_array(ov, request.get_output_tensor(i)) for i in range(len(compiled.outputs))]
         except Exception as exc:
-            raise Unsupported(f"OpenVINO: {ov_error(exc)}") from exc
-        return outs
+            raise RuntimeError(f"OpenVINO: {ov_error(exc)}") from exc
+
+    # ---- in the runner -------------------------------------------------------------
+
+    def run_group(self, group: GroupSpec, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        self.note_inliner("onnx_smoothl1.inline.inline")
+        return super().run_group(group, arrays)
