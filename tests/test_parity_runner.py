@@ -8,6 +8,7 @@ reported as unsupported with their reason rather than failing.
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import onnx
@@ -224,6 +225,39 @@ def test_runtime_errors_of_our_paths_are_failures(monkeypatch):
     assert report.failures()[0].detail == "error: boom"
 
 
+def test_an_interrupted_run_stops_the_worker_threads(monkeypatch):
+    """Ctrl-C in the runner's loop ends the paths driven from threads too (no waiting for them
+    to finish the grid)."""
+    seen: list[str] = []
+    ran: list[str] = []
+
+    class Interrupting(parity.TorchPath):
+        name = "interrupting"
+
+        def run_case(self, case, x, y):
+            ran.append(case.label)
+            if len(ran) == 3:
+                raise KeyboardInterrupt
+            return super().run_case(case, x, y)
+
+    class Threaded(parity.TorchPath):
+        name = "threaded"
+        in_worker = True
+
+        def run_case(self, case, x, y):
+            seen.append(case.label)
+            time.sleep(0.05)
+            return super().run_case(case, x, y)
+
+    pytest.importorskip("torch")
+    monkeypatch.setitem(parity.PATHS, "interrupting", Interrupting)
+    monkeypatch.setitem(parity.PATHS, "threaded", Threaded)
+    cases = parity.grid(["float64"])
+    with pytest.raises(KeyboardInterrupt):
+        parity.run_grid(["float64"], paths=["interrupting", "threaded"])
+    assert len(ran) == 3 and len(seen) < len(cases) // 2
+
+
 def test_crashing_worker_is_contained():
     # The tract worker runs in a subprocess: a process abort there is reported, not fatal.
     worker = parity.Worker("tract")
@@ -342,20 +376,16 @@ def test_cuda_path_detects_a_node_not_placed_on_cuda(monkeypatch):
     assert any("HuberLoss" in r for r in reasons) and any("SmoothL1Loss" in r for r in reasons)
 
 
-def test_single_node_model_is_compared_with_torch(tmp_path, tmp_npy):
+@pytest.mark.parametrize(
+    "model",
+    [sl1.make_model(beta=0.5, reduction="sum", dtype="float64", rank=2),
+     sl1.make_huber_model(delta=0.35, reduction="none", dtype="float64", rank=2)],
+    ids=["smooth_l1", "huber"],
+)
+def test_single_node_model_is_compared_with_torch(tmp_path, model):
     path = tmp_path / "one.onnx"
-    onnx.save(sl1.make_model(beta=0.5, reduction="sum", dtype="float64", rank=2), str(path))
+    onnx.save(model, str(path))
     result = parity.run_model_file(path, {"input": np.random.default_rng(0).standard_normal((6, 7))})
-    assert result.ok, result.text()
-    assert result.vs_torch["ort-function"].startswith("pass")
-    assert result.vs_torch["onnx-reference"].startswith("pass")
-    assert result.results["torch"].startswith("reference")
-
-
-def test_single_huber_node_model_is_compared_with_torch(tmp_path):
-    path = tmp_path / "huber.onnx"
-    onnx.save(sl1.make_huber_model(delta=0.35, reduction="none", dtype="float64", rank=2), str(path))
-    result = parity.run_model_file(path, {"input": np.random.default_rng(1).standard_normal((6, 7))})
     assert result.ok, result.text()
     assert result.vs_torch["ort-function"].startswith("pass")
     assert result.vs_torch["onnx-reference"].startswith("pass")

@@ -15,6 +15,7 @@ What counts as "unsupported" rather than "fail" (everything else that does not m
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -155,8 +156,12 @@ def run_grid(
             own = oracle.torch_same_dtype(x, y, **case.oracle_args)  # type: ignore[arg-type]
         return x, y, ref64, own
 
+    stop = threading.Event()  # the runner failed or was interrupted: the threads end too
+
     def apart(path: ParityPath) -> None:
         for case in cases:
+            if stop.is_set():
+                return
             one(path, case, *inputs(case))
             if progress:
                 progress(f"{case.label}: {path.name}", 1)
@@ -166,7 +171,7 @@ def run_grid(
             if path.unavailable is None:
                 path.prepare(cases)
         threaded = [p for p in selected if p.unavailable is None and p.in_worker]
-        inline = [p for p in selected if p not in threaded]
+        in_process = [p for p in selected if p not in threaded]
         # evaluate() silences warnings per case; warnings.catch_warnings is process-wide, so
         # the threads must all save and restore the same state: silenced around them all.
         with warnings.catch_warnings(), ThreadPoolExecutor(
@@ -177,10 +182,13 @@ def run_grid(
             try:
                 for case in cases:
                     data = inputs(case)
-                    for path in inline:
+                    for path in in_process:
                         one(path, case, *data)
                     if progress:
-                        progress(case.label, len(inline))
+                        progress(case.label, len(in_process))
+            except BaseException:
+                stop.set()
+                raise
             finally:
                 for future in futures:
                     future.result()  # re-raises what a path's thread raised
