@@ -159,6 +159,42 @@ def test_plain_float32_reducesum_fails_the_oracle():
     assert not oracle.compare(plain, ref, dtype="float32", reduction="sum", torch_own=own).ok
 
 
+@pytest.mark.parametrize("beta", [1.0, 0.5])
+@pytest.mark.parametrize("scale", [2.0**100, 2.0**113, 2.0**114.5, 2.0**116.5, 2.0**118])
+def test_float32_sums_near_overflow(beta, scale):
+    """The exact top's guard: sums up to 2^125 take the exact path, larger ones the plain
+    sum (where ``p + 2 t`` could overflow), and an overflowing sum is inf as torch's is.
+    3000 elements d in [scale / 2, scale] (the linear part, about d each) put the sum near
+    2^111, 2^124, 2^125.5, 2^127.5 (close to float32's largest) and 2^129 (inf); beta 1 runs
+    the halved Huber form (its total doubled), beta 0.5 the cheaper form."""
+    rng = np.random.default_rng(11)
+    x = (rng.uniform(0.5, 1.0, 3000) * scale).astype(np.float32)
+    y = np.zeros_like(x)
+    x[7] = np.float32(scale)  # one exact power of two among them
+    ref = oracle.reference(x, y, beta=beta, reduction="sum")
+    own = oracle.torch_same_dtype(x, y, beta=beta, reduction="sum")
+    assert np.isinf(own) == (scale > 2.0**117), own  # the cases are what they say
+    for run in (run_ort_function, run_reference):
+        got = run(cached_model(beta, "sum", "float32"), x, y)
+        verdict = oracle.compare(got, ref, dtype="float32", reduction="sum", torch_own=own)
+        assert verdict.ok, (run.__name__, scale, got, own, verdict)
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.5])
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_float32_sum_of_one_huge_element(beta, reduction):
+    """One element of 1.4 * 2^126: ``p + 2 t`` would overflow (3 p > float32's largest), so
+    the guard must hand the plain sum on instead of inf - inf = NaN."""
+    x = np.array([1.4 * 2.0**126], np.float32)
+    y = np.zeros_like(x)
+    ref = oracle.reference(x, y, beta=beta, reduction=reduction)
+    own = oracle.torch_same_dtype(x, y, beta=beta, reduction=reduction)
+    for run in (run_ort_function, run_reference):
+        got = run(cached_model(beta, reduction, "float32"), x, y)
+        verdict = oracle.compare(got, ref, dtype="float32", reduction=reduction, torch_own=own)
+        assert verdict.ok, (run.__name__, got, own, verdict)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float16", "float64"])
 def test_empty_mean_nan_sum_zero(dtype):
     x = np.zeros((0, 3), oracle.NUMPY_DTYPES[dtype])
