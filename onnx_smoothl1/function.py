@@ -20,15 +20,17 @@ describes SmoothL1Loss, and holds for HuberLoss with delta for beta.
 * **No float64 unless the model is float64** (SPEC, "Precision and portability"). float32
   computes in float32, float16/bfloat16 in float32 with one rounding at the end, float64 in
   float64. WebGPU, TensorRT, DirectML, QNN and OpenVINO have no float64 arithmetic.
-* **'none' in PyTorch's own CPU order**: ``d = |x - y|; d < beta ? (0.5 * d) * d / beta :
-  d - 0.5 * beta``, so float32/float64 results are bitwise identical to
-  ``torch.nn.functional.smooth_l1_loss``.
+* **'none' bitwise PyTorch's CPU result**: beta 1 (the default) is Huber's form
+  ``s * (d - 0.5 * s)`` with ``s = min(d, 1)`` (no Where, :func:`_huber_elem`); other betas
+  follow torch's order ``d = |x - y|; d < beta ? (0.5 * d) * d / beta : d - 0.5 * beta``.
+  float32/float64 results are bitwise identical to ``torch.nn.functional.smooth_l1_loss``.
 * **'mean' and 'sum' accurate from the graph's structure.** One plain float32 ``ReduceSum``
   is not enough (onnxruntime's is off by ~1e-3 at 2^24 elements). :func:`_blocked_sum` adds
-  pairs, then sums the pair sums in PARTS (1024) interleaved rows, then adds those 1024
-  values exactly (:func:`_exact_sum`, an error-free extraction) and rounds once. The
-  reduced branch computes the elements without ``Where`` (:func:`_fast_elem`), which is
-  what makes it faster than torch.onnx's own graph.
+  each 4 neighbours, then sums those in PARTS (1024) rows, then adds the 1024 row sums
+  exactly (:func:`_exact_sum`, an error-free extraction) and rounds once. The reduced branch
+  computes the elements without ``Where`` (:func:`_huber_half`, doubled after the sum, or
+  :func:`_fast_elem` for other betas); the halved form keeps three full-size tensors alive at
+  a time, not four.
 * **Element types.** The body is specialised to the element types of the model's loss nodes
   (:func:`make_function`'s ``dtypes``): constants and casts are typed statically, so a
   float32 body has no ``Cast`` at all. A model that mixes types gets one body that serves
@@ -349,9 +351,12 @@ def _smooth_l1_elements(b: _Builder, d: str, beta_f: str) -> _Elements:
         value = elem(fb, d, fb.to_compute(beta_f, "beta"), fb.real("half", 0.5))
         return fb.nodes, (value,) if scale is None else (value, fb.real("scale", scale))
 
-    def with_d(scale: bool) -> _Branch:
-        return ([], (d,)) if not scale else (
-            (sb := _Builder(typing, prefix + "red_l1_")).nodes, (d, sb.real("scale", 1.0)))
+    def l1(tag: str, scale: float | None) -> _Branch:
+        """beta 0: ``d`` itself (and, for the reduced branch, the scale 1)."""
+        if scale is None:
+            return [], (d,)
+        lb = _Builder(typing, prefix + tag)
+        return lb.nodes, (d, lb.real("scale", scale))
 
     def branch(builder_tag: str, base: str, cond: str, then: _Branch, other: _Branch) -> _Branch:
         cb = _Builder(typing, prefix + builder_tag)
@@ -359,14 +364,14 @@ def _smooth_l1_elements(b: _Builder, d: str, beta_f: str) -> _Elements:
 
     # 'none': d | Huber's form (beta 1) | torch's order.
     none_b = _Builder(typing, prefix)
-    (none_elem,) = _choose(none_b, "none_elem", is_zero, with_d(False), branch(
+    (none_elem,) = _choose(none_b, "none_elem", is_zero, l1("none_l1_", None), branch(
         "none_", "by_beta", is_one, form("none_h_", _huber_elem, None),
         form("none_t_", _torch_elem, None)))
     # reduced: d | Huber's half form, doubled (beta 1) | the cheaper form | torch's order.
     general = branch("red_elem_", "general", moderate, form("red_f_", _fast_elem, 1.0),
                      form("red_t_", _torch_elem, 1.0))
     red_b = _Builder(typing, prefix)
-    red_elem, red_scale = _choose(red_b, "red_elem", is_zero, with_d(True), branch(
+    red_elem, red_scale = _choose(red_b, "red_elem", is_zero, l1("red_l1_", 1.0), branch(
         "red_", "by_beta", is_one, form("red_h_", _huber_half, 2.0), general))
     return _Elements(none_b.nodes, none_elem, red_b.nodes, red_elem, red_scale)
 
