@@ -174,9 +174,9 @@ def _exact_sum(b: _Builder, parts: str) -> str:
     float sum and ``sigma = 2 t`` (at least every value), ``hi = (p + sigma) - sigma`` is exact
     (Sterbenz: ``p + sigma`` lies in [sigma, 2 sigma]) and a multiple of ulp(sigma), so the
     ``hi`` add up exactly in any order (their sum stays below 2^24 ulp(sigma)); ``lo = p - hi``
-    is the rounding error of ``p + sigma``, exact and at most ulp(sigma) each, so its plain sum
-    is as good as exact for a few thousand values (relative error below 2^-26 of the total
-    even if every rounding went the same way). The result is the sum rounded once, up to a
+    is the rounding error of ``p + sigma``, exact and at most ulp(sigma) <= 2^-22 t each, so
+    its plain sum is as good as exact: for the 1024 parts its error stays below 2^-26 of the
+    total even if every rounding went the same way. The result is the sum rounded once, up to a
     fraction of an ulp. sigma need not be a power of two; one Add finds it (the earlier form,
     a power of two from ``(t 2^23 + t) - t 2^23``, took four nodes). Sums that are inf or NaN,
     or from 2^125 on (where ``p + sigma`` could overflow), take the plain sum: the right
