@@ -324,6 +324,20 @@ class _Elements:
     red_scale: str | None = None
 
 
+#: An element form: (builder, d, the parameter in the compute type, 0.5) -> element tensor.
+_ElemForm = Callable[[_Builder, str, str, str], str]
+
+
+def _form(b: _Builder, tag: str, elem: _ElemForm, d: str, param: tuple[str, str],
+          scale: float | None) -> _Branch:
+    """One element form in a builder of its own (a branch of a constant If): ``param`` is the
+    loss's FLOAT parameter (float32 tensor, base name) made into the compute type there, as
+    is 0.5; with ``scale``, the branch also yields that constant (see :class:`_Elements`)."""
+    fb = _Builder(b.t, b.prefix + tag)
+    value = elem(fb, d, fb.to_compute(param[0], param[1]), fb.real("half", 0.5))
+    return fb.nodes, (value,) if scale is None else (value, fb.real("scale", scale))
+
+
 def _smooth_l1_elements(b: _Builder, d: str, beta_f: str) -> _Elements:
     """SmoothL1Loss: beta 1 (the default) is HuberLoss with delta 1, so it takes Huber's
     form: :func:`_huber_elem` for 'none' (PyTorch's values bitwise, four ops, no Where) and
@@ -344,12 +358,8 @@ def _smooth_l1_elements(b: _Builder, d: str, beta_f: str) -> _Elements:
         b.add("LessOrEqual", [beta_f, b.const("huge", 2.0**60, _FLOAT)], "beta_le_huge"),
     ], "beta_moderate")
 
-    def form(tag: str, elem: Callable[[_Builder, str, str, str], str], scale: float | None
-             ) -> _Branch:
-        """One element form in its own builder; with ``scale``, also that constant."""
-        fb = _Builder(typing, prefix + tag)
-        value = elem(fb, d, fb.to_compute(beta_f, "beta"), fb.real("half", 0.5))
-        return fb.nodes, (value,) if scale is None else (value, fb.real("scale", scale))
+    def form(tag: str, elem: _ElemForm, scale: float | None) -> _Branch:
+        return _form(b, tag, elem, d, (beta_f, "beta"), scale)
 
     def l1(tag: str, scale: float | None) -> _Branch:
         """beta 0: ``d`` itself (and, for the reduced branch, the scale 1)."""
@@ -380,14 +390,9 @@ def _huber_elements(b: _Builder, d: str, delta_f: str) -> _Elements:
     """HuberLoss: Where-free and bitwise torch's for 'none' (:func:`_huber_elem`), halved
     and doubled back for the reduced branch (:func:`_huber_half`); no condition on delta
     (delta > 0 is validated)."""
-
-    def part(tag: str, elem: Callable[[_Builder, str, str, str], str]) -> tuple[_Builder, str]:
-        pb = _Builder(b.t, b.prefix + tag)
-        return pb, elem(pb, d, pb.to_compute(delta_f, "delta"), pb.real("half", 0.5))
-
-    none_b, none_elem = part("none_h_", _huber_elem)
-    red_b, red_elem = part("red_h_", _huber_half)
-    return _Elements(none_b.nodes, none_elem, red_b.nodes, red_elem, red_b.real("scale", 2.0))
+    none_nodes, (none_elem,) = _form(b, "none_h_", _huber_elem, d, (delta_f, "delta"), None)
+    red_nodes, (red_elem, scale) = _form(b, "red_h_", _huber_half, d, (delta_f, "delta"), 2.0)
+    return _Elements(none_nodes, none_elem, red_nodes, red_elem, scale)
 
 
 @dataclass(frozen=True)
