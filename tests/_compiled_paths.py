@@ -54,7 +54,7 @@ def check_group_holds_both_losses() -> None:
     assert dims == [[1], [1], [4, 1, 3], [5, 3]]
     x, y = parity.make_inputs(cases[0])
     feeds = group_inputs(group, 0, x, y)
-    assert feeds[0] is not None and np.array_equal(feeds[0], x) and not feeds[2].any()
+    assert np.array_equal(feeds[0], x) and not feeds[2].any()
     alone, moved = shape_spec(group, 1)
     assert alone[1] == (parity.SHAPES["broadcast"],) and len(alone[2]) == len(moved) == 9
     assert all(group[2][i][1:] == alone[2][j][1:] for i, j in moved.items())

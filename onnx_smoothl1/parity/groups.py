@@ -24,7 +24,7 @@ import functools
 import hashlib
 import inspect
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -221,18 +221,21 @@ class GroupedPath(ParityPath):
         self.settle()
         group, position = self._slots[case]
         index = group[2][position][0]
-        candidates = [(group, index, position)]
-        if len(group[1]) > 1:
-            alone, positions = shape_spec(group, index)
-            candidates.append((alone, 0, positions[position]))
-        for group, index, position in candidates:
-            known = self._failed.get(group)
+
+        def candidates() -> Iterator[tuple[GroupSpec, int, int]]:
+            yield group, index, position
+            if len(group[1]) > 1:  # built only when the dtype's group failed
+                alone, positions = shape_spec(group, index)
+                yield alone, 0, positions[position]
+
+        for model, at, slot in candidates():
+            known = self._failed.get(model)
             if isinstance(known, Unsupported):
                 raise Unsupported(str(known), known.max_abs, known.max_rel)
             if known is not None:
                 continue
             try:
-                return self._outputs(group, index, x, y)[position]
+                return self._outputs(model, at, x, y)[slot]
             except Unsupported:
                 raise
             except Exception:  # recorded by _outputs; the next, smaller model

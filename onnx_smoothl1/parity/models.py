@@ -121,21 +121,8 @@ def inline_model(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
     """The model with the function inlined and the custom domain dropped, and which tool did it.
 
     Uses the project's ``onnx_smoothl1.inline.inline`` when it is importable, else
-    ``onnx.inliner`` plus dropping the domain import. Several paths inline the same case
-    models (OpenVINO, tract, the EPs, onnx2torch), so results are kept by the model's bytes
-    (a copy is returned: callers may change it).
+    ``onnx.inliner`` plus dropping the domain import.
     """
-    out, how = _inline_bytes(model.SerializeToString())
-    return onnx.ModelProto.FromString(out), how
-
-
-@functools.lru_cache(maxsize=512)
-def _inline_bytes(data: bytes) -> tuple[bytes, str]:
-    out, how = _inline_uncached(onnx.ModelProto.FromString(data))
-    return out.SerializeToString(), how
-
-
-def _inline_uncached(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
     try:
         from ..inline import inline
     except ImportError:

@@ -152,10 +152,6 @@ class Worker:
             return ("crash", f"exit code {code}: {self.stderr_tail()}")
         return tuple(reply)
 
-    @property
-    def pid(self) -> int:
-        return self._proc.pid
-
     def stderr_tail(self, lines: int = 2) -> str:
         """Why the worker died: a Rust panic's message, else the last lines of stderr."""
         self._stderr.seek(0)

@@ -76,6 +76,7 @@ class CompiledPath(GroupedPath, InlinedPath):
 
     #: the compiled file's suffix in the cache
     suffix = ""
+    in_worker = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -157,13 +158,13 @@ class CompiledPath(GroupedPath, InlinedPath):
     def _new_worker(self) -> Worker:
         return Worker(f"path:{self.name}", timeout=self.timeout)
 
-    def _call(self, request: tuple[Any, ...], timeout: float | None = None) -> tuple[Any, ...]:
+    def _start(self) -> Worker:
         if self._worker is None:
             self._worker = self._new_worker()
-        reply = self._worker.submit(request) or self._worker.collect(timeout)
-        return self._checked(reply)
+        return self._worker
 
-    def _checked(self, reply: tuple[Any, ...]) -> tuple[Any, ...]:
+    def _call(self, request: tuple[Any, ...]) -> tuple[Any, ...]:
+        reply = self._start().call(request)
         if reply[0] == "crash":
             self._restart()
             raise Unsupported(f"{self.name} crashed: {reply[1]}")
@@ -177,15 +178,11 @@ class CompiledPath(GroupedPath, InlinedPath):
             self._worker.close()
         self._worker = self._new_worker()  # the replacement imports while the runner works
 
-    in_worker = True
-
     def prepare(self, cases: Sequence[Case]) -> None:
         """Send the grid's group models to the worker to compile while the runner runs the
         other paths."""
         self._prepared = tuple(self.plan(cases))
-        if self._worker is None:
-            self._worker = self._new_worker()
-        crash = self._worker.submit(("prepare", list(self._prepared)))
+        crash = self._start().submit(("prepare", list(self._prepared)))
         if crash is not None:
             self.settle(crash)
 
@@ -211,6 +208,7 @@ class CompiledPath(GroupedPath, InlinedPath):
 
     def run_group(self, group: GroupSpec, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         reply = self._call(("run_group", group, list(arrays)))
+        self.note_inliner("onnx_smoothl1.inline.inline")  # the group models are inline()'s
         self.proved("inlined model")  # the worker checked that the model has no custom node
         self.last_compiled = bool(reply[2]["compiled"])
         return list(reply[1])
@@ -220,6 +218,7 @@ class CompiledPath(GroupedPath, InlinedPath):
     ) -> list[np.ndarray]:
         shapes = {k: tuple(np.shape(v)) for k, v in feeds.items() if k in {i.name for i in model.graph.input}}
         inlined = inline(model, input_shapes=shapes, check=False)
+        self.note_inliner("onnx_smoothl1.inline.inline")
         self.prove_inlined(inlined)
         initializers = {t.name for t in inlined.graph.initializer}
         names = [i.name for i in inlined.graph.input if i.name not in initializers]

@@ -17,7 +17,6 @@ import numpy as np
 import onnx
 
 from ... import oracle
-from ..groups import GroupSpec
 from ..limits import KnownLimit, float32_arithmetic, reciprocal_limit, within_ulps
 from ..registry import import_reason, register
 from ._compiled import CompiledPath
@@ -98,7 +97,6 @@ class OpenVinoPath(CompiledPath):
         self.notes.append(f"openvino {ov.__version__}, CPU, {config}")
         return None
 
-
     def fingerprint(self) -> str:
         import openvino as ov
 
@@ -128,9 +126,3 @@ class OpenVinoPath(CompiledPath):
             return [ov_array(ov, request.get_output_tensor(i)) for i in range(len(compiled.outputs))]
         except Exception as exc:
             raise RuntimeError(f"OpenVINO: {ov_error(exc)}") from exc
-
-    # ---- in the runner -------------------------------------------------------------
-
-    def run_group(self, group: GroupSpec, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-        self.note_inliner("onnx_smoothl1.inline.inline")
-        return super().run_group(group, arrays)
