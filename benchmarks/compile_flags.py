@@ -33,37 +33,27 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def iree_build(model: onnx.ModelProto, ours: bool, where: Path) -> Run:
-    import iree.compiler as compiler
-    import iree.runtime as rt
+def _build(path: Any, model: onnx.ModelProto, file: Path) -> Run:
+    """Compile, load and run ``model`` with the parity path's own code (its settings as set)."""
+    path.compile_to(model, file)
+    compiled = path.load(file)
+    return lambda arrays: path.execute(compiled, arrays)
 
+
+def iree_build(model: onnx.ModelProto, ours: bool, where: Path) -> Run:
     from onnx_smoothl1.parity.runtimes import iree
 
-    flags = iree.FLAGS if ours else iree.FLAGS[:2]  # the first two: float64 kept, host CPU
-    path = where / f"iree_{ours}.vmfb"
-    compiler.compile_str(iree.to_mlir(model), target_backends=["llvm-cpu"], input_type="onnx",
-                         extra_args=list(flags), output_file=str(path))
-    config = rt.Config("local-sync")
-    context = rt.SystemContext(config=config)
-    context.add_vm_module(rt.VmModule.copy_buffer(config.vm_instance, path.read_bytes()))
-    module = context.modules.module
-    names = [n for n in module.vm_module.function_names if not n.endswith("$async") and n != "__init"]
-    fn: Any = module[names[0]]
-    return lambda arrays: [np.asarray(r.to_host()) for r in fn(*arrays)]
+    path = iree.IreePath()
+    path.flags = iree.FLAGS if ours else iree.BASE_FLAGS  # BASE: float64 kept, host CPU
+    return _build(path, model, where / f"iree_{ours}.vmfb")
 
 
 def tvm_build(model: onnx.ModelProto, ours: bool, where: Path) -> Run:
-    import tvm
-    from tvm import relax
-    from tvm.relax.frontend.onnx import from_onnx
+    from onnx_smoothl1.parity.runtimes import tvm
 
-    from onnx_smoothl1.parity.runtimes import tvm as tvm_path
-
-    target = tvm.target.Target(tvm_path.TARGET if ours else "llvm")
-    path = where / f"tvm_{ours}.so"  # one file per module: dlopen caches by path
-    tvm.compile(from_onnx(model, keep_params_in_input=False), target=target).export_library(str(path))
-    vm = relax.VirtualMachine(tvm.runtime.load_module(str(path)), tvm.cpu())
-    return lambda arrays: [r.numpy() for r in vm["main"](*[tvm.runtime.tensor(np.array(a, order="C")) for a in arrays])]
+    path = tvm.TvmPath()
+    path.target = tvm.TARGET if ours else {"kind": "llvm"}  # TVM's default opt-level
+    return _build(path, model, where / f"tvm_{ours}.so")  # one file per module: dlopen caches by path
 
 
 BUILDERS = {"iree": iree_build, "tvm": tvm_build}

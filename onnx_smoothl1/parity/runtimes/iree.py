@@ -25,12 +25,8 @@ from ._compiled import CompiledPath
 #: evaluation of constant subexpressions; one compiler thread, as the runner's other paths
 #: use the other core). ``benchmarks/compile_flags.py`` compares every grid output with and
 #: without them, bit for bit.
-FLAGS = (
-    "--iree-input-demote-f64-to-f32=false",
-    "--iree-llvmcpu-target-cpu=host",
-    "--iree-opt-const-eval=false",
-    "--mlir-disable-threading",
-)
+BASE_FLAGS = ("--iree-input-demote-f64-to-f32=false", "--iree-llvmcpu-target-cpu=host")
+FLAGS = (*BASE_FLAGS, "--iree-opt-const-eval=false", "--mlir-disable-threading")
 
 
 def to_mlir(model: onnx.ModelProto) -> str:
@@ -50,6 +46,8 @@ def to_mlir(model: onnx.ModelProto) -> str:
 class IreePath(CompiledPath):
     name = "iree"
     title = "IREE llvm-cpu (iree-base-compiler + iree-base-runtime) on the inlined model, float64 kept"
+    #: what ``compile_to`` passes (benchmarks/compile_flags.py compiles with BASE_FLAGS too)
+    flags: tuple[str, ...] = FLAGS
 
     def _why_unavailable(self) -> str | None:
         for module in ("iree.compiler", "iree.runtime"):
@@ -60,7 +58,7 @@ class IreePath(CompiledPath):
 
         self.notes.append(
             f"iree-base-compiler {version('iree-base-compiler')}, iree-base-runtime "
-            f"{version('iree-base-runtime')}; flags {' '.join(FLAGS)}"
+            f"{version('iree-base-runtime')}; flags {' '.join(self.flags)}"
         )
         return None
 
@@ -69,13 +67,13 @@ class IreePath(CompiledPath):
     def fingerprint(self) -> str:
         from importlib.metadata import version
 
-        return f"iree-base-compiler {version('iree-base-compiler')} {' '.join(FLAGS)}"
+        return f"iree-base-compiler {version('iree-base-compiler')} {' '.join(self.flags)}"
 
     def compile_to(self, model: onnx.ModelProto, path: Path) -> None:
         import iree.compiler as compiler
 
         compiler.compile_str(
-            to_mlir(model), target_backends=["llvm-cpu"], input_type="onnx", extra_args=list(FLAGS),
+            to_mlir(model), target_backends=["llvm-cpu"], input_type="onnx", extra_args=list(self.flags),
             output_file=str(path),
         )
 
