@@ -40,6 +40,7 @@ become initializers): the main graph, plus the taken branch for the switch.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -65,33 +66,41 @@ def _base(name: str) -> str:
     return name.split("__")[0]
 
 
+@functools.cache
 def _body(reduction: str) -> onnx.ModelProto:
+    """The inlined body (built once per reduction; callers copy it, never change it)."""
     import onnx_smoothl1 as sl1
 
     return sl1.inline(sl1.make_model(reduction=reduction, dtype="float32", beta=1.0))
 
 
-def _producer(model: onnx.ModelProto, tensor: str) -> int:
+def _find(model: onnx.ModelProto, tensor: str) -> tuple[int | None, str]:
+    """(index of the node that makes ``tensor``, or None for an initializer; its full name)."""
     for i, node in enumerate(model.graph.node):
-        if any(_base(out) == tensor for out in node.output):
-            return i
-    raise ValueError(f"the inlined body has no tensor {tensor!r}: {[n.output for n in model.graph.node]}")
-
-
-def _full_name(model: onnx.ModelProto, tensor: str) -> str:
-    for node in model.graph.node:
         for out in node.output:
             if _base(out) == tensor:
-                return out
+                return i, out
     for init in model.graph.initializer:
         if _base(init.name) == tensor:
-            return init.name
+            return None, init.name
     raise ValueError(f"the inlined body has no tensor {tensor!r}")
 
 
+def _cut(reduction: str, tensor: str) -> tuple[onnx.ModelProto, list[onnx.NodeProto],
+                                               list[onnx.NodeProto], str]:
+    """The body, its nodes up to the one that makes ``tensor`` and those after, and the
+    tensor's full name."""
+    model = _body(reduction)
+    index, name = _find(model, tensor)
+    if index is None:
+        raise ValueError(f"{tensor!r} is an initializer, not a stage of the body")
+    nodes = list(model.graph.node)
+    return model, nodes[: index + 1], nodes[index + 1:], name
+
+
 def _with_nodes(model: onnx.ModelProto, nodes: list[onnx.NodeProto]) -> onnx.ModelProto:
-    """``model`` with ``nodes`` as its graph and only the initializers they read (a cut body
-    no longer reads the scale; onnxruntime warns about an unused initializer)."""
+    """A copy of ``model`` with ``nodes`` as its graph and only the initializers they read (a
+    cut body no longer reads the scale; onnxruntime warns about an unused initializer)."""
     import onnx_smoothl1 as sl1
 
     out = onnx.ModelProto()
@@ -109,26 +118,49 @@ def _running(nodes: list[onnx.NodeProto]) -> int:
     return sum(node.op_type != "Constant" for node in nodes)
 
 
+def _loss(model: onnx.ModelProto) -> str:
+    return model.graph.output[0].name
+
+
 def stage_model(reduction: str, tensor: str | None) -> tuple[onnx.ModelProto, int]:
     """The body cut after ``tensor`` plus one ReduceSum of it (the whole body for None), and
     the number of nodes that run."""
-    model = _body(reduction)
     if tensor is None:
-        return model, _running(list(model.graph.node))
-    nodes = list(model.graph.node)[: _producer(model, tensor) + 1]
-    loss = model.graph.output[0].name
-    nodes.append(helper.make_node("ReduceSum", [_full_name(model, tensor)], [loss], keepdims=0))
+        model = _body(reduction)
+        return _with_nodes(model, list(model.graph.node)), _running(list(model.graph.node))
+    model, nodes, _, name = _cut(reduction, tensor)
+    nodes = [*nodes, helper.make_node("ReduceSum", [name], [_loss(model)], keepdims=0)]
     return _with_nodes(model, nodes), _running(nodes)
+
+
+def _switched(model: onnx.ModelProto, outer: list[onnx.NodeProto], elem: str, threshold: int,
+              small: list[onnx.NodeProto], large: list[onnx.NodeProto]) -> onnx.ModelProto:
+    """``outer``, then ``If (Size(elem) < threshold)`` with the ``small`` / ``large`` branches
+    (each ends in ``small_out`` / ``large_out``) giving the model's loss. ``small`` may read
+    the size as ``switch_n``."""
+    value = helper.make_tensor_value_info
+    then_g = helper.make_graph(small, "small", [], [value("small_out", TensorProto.FLOAT, None)])
+    else_g = helper.make_graph(large, "large", [], [value("large_out", TensorProto.FLOAT, None)])
+    return _with_nodes(model, [
+        *outer,
+        helper.make_node("Size", [elem], ["switch_n"]),
+        helper.make_node("Constant", [], ["switch_t"],
+                         value=helper.make_tensor("switch_t", TensorProto.INT64, [], [threshold])),
+        helper.make_node("Less", ["switch_n", "switch_t"], ["switch_small"]),
+        helper.make_node("If", ["switch_small"], [_loss(model)], then_branch=then_g,
+                         else_branch=else_g),
+    ])
+
+
+#: The nodes the switch adds to the main graph (Size, Less, If; its Constant is folded).
+SWITCH_NODES = 3
 
 
 def switch_model(reduction: str, threshold: int) -> tuple[onnx.ModelProto, int, int]:
     """The body with an If on ``Size(elements) < threshold`` (see the module docstring), and
     the number of nodes that run below the threshold and from it on."""
-    model = _body(reduction)
-    cut = _producer(model, STAGES[0][1]) + 1
-    outer, rest = list(model.graph.node)[:cut], list(model.graph.node)[cut:]
-    elem, scale = _full_name(model, STAGES[0][1]), _full_name(model, SCALE)
-    loss = model.graph.output[0].name
+    model, outer, rest, elem = _cut(reduction, STAGES[0][1])
+    scale = _find(model, SCALE)[1]
     small = [helper.make_node("ReduceSum", [elem], ["small_sum"], keepdims=0)]
     if reduction == "mean":
         small += [helper.make_node("Mul", ["small_sum", scale], ["small_total"]),
@@ -138,39 +170,20 @@ def switch_model(reduction: str, threshold: int) -> tuple[onnx.ModelProto, int, 
         small.append(helper.make_node("Mul", ["small_sum", scale], ["small_out"]))
     large = [onnx.NodeProto.FromString(node.SerializeToString()) for node in rest]
     for node in large:
-        node.output[:] = ["large_out" if out == loss else out for out in node.output]
-    value = helper.make_tensor_value_info
-    then_g = helper.make_graph(small, "small", [], [value("small_out", TensorProto.FLOAT, None)])
-    else_g = helper.make_graph(large, "large", [], [value("large_out", TensorProto.FLOAT, None)])
-    outer += [
-        helper.make_node("Size", [elem], ["switch_n"]),
-        helper.make_node("Constant", [], ["switch_t"],
-                         value=helper.make_tensor("switch_t", TensorProto.INT64, [], [threshold])),
-        helper.make_node("Less", ["switch_n", "switch_t"], ["switch_small"]),
-        helper.make_node("If", ["switch_small"], [loss], then_branch=then_g, else_branch=else_g),
-    ]
-    return _with_nodes(model, outer), _running(outer) + _running(small), _running(outer) + _running(large)
+        node.output[:] = ["large_out" if out == _loss(model) else out for out in node.output]
+    shared = _running(outer) + SWITCH_NODES
+    return (_switched(model, outer, elem, threshold, small, large),
+            shared + _running(small), shared + _running(large))
 
 
 def if_floor_model(reduction: str, threshold: int) -> tuple[onnx.ModelProto, int]:
     """``elements`` with its one ReduceSum inside an If on ``Size < threshold`` whose two
     branches are that ReduceSum (the cost of the switch itself), and the nodes that run."""
-    model = _body(reduction)
-    cut = _producer(model, STAGES[0][1]) + 1
-    elem, loss = _full_name(model, STAGES[0][1]), model.graph.output[0].name
-    value = helper.make_tensor_value_info
-    branches = [helper.make_graph([helper.make_node("ReduceSum", [elem], [f"{tag}_out"], keepdims=0)],
-                                  tag, [], [value(f"{tag}_out", TensorProto.FLOAT, None)])
-                for tag in ("small", "large")]
-    nodes = list(model.graph.node)[:cut] + [
-        helper.make_node("Size", [elem], ["switch_n"]),
-        helper.make_node("Constant", [], ["switch_t"],
-                         value=helper.make_tensor("switch_t", TensorProto.INT64, [], [threshold])),
-        helper.make_node("Less", ["switch_n", "switch_t"], ["switch_small"]),
-        helper.make_node("If", ["switch_small"], [loss], then_branch=branches[0],
-                         else_branch=branches[1]),
-    ]
-    return _with_nodes(model, nodes), _running(nodes) + 1
+    model, outer, _, elem = _cut(reduction, STAGES[0][1])
+    small, large = ([helper.make_node("ReduceSum", [elem], [f"{tag}_out"], keepdims=0)]
+                    for tag in ("small", "large"))
+    return (_switched(model, outer, elem, threshold, small, large),
+            _running(outer) + SWITCH_NODES + 1)
 
 
 def check_eps(threshold: int) -> None:
@@ -202,12 +215,14 @@ def check_eps(threshold: int) -> None:
 
 
 def _session(model: onnx.ModelProto, threads: int):
+    """The function path's session, as benchmarks/cpu.py makes it (no custom-op library)."""
     import onnxruntime as ort
+
+    import onnx_smoothl1 as sl1
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    return ort.InferenceSession(model.SerializeToString(), options,
-                                providers=["CPUExecutionProvider"])
+    return sl1.inference_session(model, custom_op=False, options=options)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,11 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     for reduction in ("mean", "sum"):
         plain, plain_names = _plain_export_session(reduction, args.threads)
         rows = [(label, *stage_model(reduction, tensor)) for label, tensor in STAGES]
+        rows.insert(1, ("elements + If", *if_floor_model(reduction, args.threshold)))
         switch, below, from_t = switch_model(reduction, args.threshold)
         switch_label = f"size switch (T={args.threshold})"
-        rows.insert(1, ("elements + If", *if_floor_model(reduction, args.threshold)))
-        sessions = {label: (_session(model, args.threads), nodes) for label, model, nodes in rows}
-        sessions[switch_label] = (_session(switch, args.threads), below)
+        sessions = {label: _session(model, args.threads) for label, model, _ in rows}
+        sessions[switch_label] = _session(switch, args.threads)
         for log2n in args.log2:
             n = 2**log2n
             x = rng.standard_normal(n).astype(np.float32)
@@ -247,19 +262,20 @@ def main(argv: list[str] | None = None) -> int:
             feeds = {"input": x, "target": y}
             plain_feeds = dict(zip(plain_names, (x, y)))
             plain_call = {"plain": lambda p=plain, f=plain_feeds: p.run(None, f)}
-            reference = float(sessions["function"][0].run(None, feeds)[0])
-            switched = float(sessions[switch_label][0].run(None, feeds)[0])
-            sessions[switch_label] = (sessions[switch_label][0], below if n < args.threshold else from_t)
+            counts = {label: nodes for label, _, nodes in rows}
+            counts[switch_label] = below if n < args.threshold else from_t
+            reference = float(sessions["function"].run(None, feeds)[0])
+            switched = float(sessions[switch_label].run(None, feeds)[0])
             print(f"\nN=2^{log2n} '{reduction}':")
             print(f"  {'body':<24} {'nodes':>5} {'us/call':>8} {'plain us':>8} {'/ plain':>8}")
-            for label, (session, nodes) in sessions.items():
+            for label, session in sessions.items():
                 # One pair at a time, as benchmarks/cpu.py times function and plain: in a
                 # round of all rows, the call after the function's runs ~10% slower.
                 calls = {label: lambda s=session, f=feeds: s.run(None, f), **plain_call}
                 samples: dict = {}
                 medians = _round_robin(calls, min_reps=200, max_reps=100_000,
                                        budget=args.budget / len(sessions), samples=samples)
-                print(f"  {label:<24} {nodes:>5} {medians[label] * 1e6:>8.1f} "
+                print(f"  {label:<24} {counts[label]:>5} {medians[label] * 1e6:>8.1f} "
                       f"{medians['plain'] * 1e6:>8.1f} {_paired_ratio(samples, label, 'plain'):>7.2f}x")
             print(f"  size switch's loss vs the function's: relative difference "
                   f"{abs(switched - reference) / abs(reference):.1e}")

@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import pytest
+from conftest import run_ort_function
 
 from onnx_smoothl1 import oracle
 
@@ -33,8 +33,7 @@ def _small_n():
 
 
 def _run(model, x, y):
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return float(session.run(None, {"input": x, "target": y})[0])
+    return float(run_ort_function(model.SerializeToString(), x, y))
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
@@ -77,3 +76,5 @@ def test_stages_are_the_body_cut_at_their_tensor():
     assert counts == sorted(counts) and len(set(counts)) == len(counts), counts
     with pytest.raises(ValueError, match="no tensor 'nope'"):
         bench.stage_model("sum", "nope")
+    with pytest.raises(ValueError, match="is an initializer"):
+        bench.stage_model("sum", bench.SCALE)
