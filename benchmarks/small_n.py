@@ -23,7 +23,10 @@ re-creation of it, so the differences between rows are the cost of the stages:
 - ``size switch``: the body with an ``If`` on ``Size(elements) < T``: below T one plain
   ReduceSum (times 2, divided by the count for 'mean': ReduceMean would give 0, not NaN, for an
   empty input in onnxruntime), otherwise the rest of the body. It is not in the function (see
-  docs/benchmarks.md, "Small N"); this row measures what it would buy.
+  docs/benchmarks.md, "Small N"); this row measures what it would buy;
+- ``pooled (not portable)``: the body with its padding and blocks replaced by one
+  ``AveragePool`` (``auto_pad=SAME_UPPER``) feeding the same exact top: the fewest-node
+  accurate body found without control flow, and what it would buy.
 
 Each row runs round-robin with the plain torch.onnx graph, one pair at a time (one call each
 per round), as benchmarks/cpu.py times the function path; the ratio is the median of
@@ -186,6 +189,45 @@ def if_floor_model(reduction: str, threshold: int) -> tuple[onnx.ModelProto, int
             _running(outer) + SWITCH_NODES + 1)
 
 
+#: The pooled row's window: AveragePool's sums of this many neighbours feed the exact top.
+POOL_WINDOW = 4
+
+
+def pooled_model(reduction: str, window: int = POOL_WINDOW) -> tuple[onnx.ModelProto, int]:
+    """The body with its padding and [1024, K, 4] blocks replaced by one ``AveragePool``
+    (``auto_pad=SAME_UPPER``, ``count_include_pad=1``: the sums of each ``window``
+    neighbours, the tail padded by the op itself, times the window again), whose N / window
+    partial sums go to the body's own exact top; and the nodes that run.
+
+    The fewest-node accurate body found so far: no Concat copy, no axis reductions. It is
+    not in the function: onnx2torch does not convert ``SAME_UPPER`` (NotImplementedError),
+    and averaging divides tiny sums into the subnormal range (see docs/benchmarks.md).
+    """
+    model = _body(reduction)
+    size_at, _ = _find(model, "red_l1_size")
+    parts_at, parts = _find(model, "red_parts")
+    flat = _find(model, "red_flat")[1]
+    if size_at is None or parts_at is None:
+        raise ValueError("the inlined body has no padding stage to replace")
+    nodes = list(model.graph.node)
+    i64 = TensorProto.INT64
+    pool = [
+        helper.make_node("Constant", [], ["pool_shape"],
+                         value=helper.make_tensor("pool_shape", i64, [3], [1, 1, -1])),
+        helper.make_node("Reshape", [flat, "pool_shape"], ["pool_in"]),
+        helper.make_node("AveragePool", ["pool_in"], ["pool_avg"], kernel_shape=[window],
+                         strides=[window], auto_pad="SAME_UPPER", count_include_pad=1),
+        helper.make_node("Constant", [], ["pool_flat"],
+                         value=helper.make_tensor("pool_flat", i64, [1], [-1])),
+        helper.make_node("Reshape", ["pool_avg", "pool_flat"], ["pool_parts"]),
+        helper.make_node("Constant", [], ["pool_window"], value=helper.make_tensor(
+            "pool_window", TensorProto.FLOAT, [], [float(window)])),
+        helper.make_node("Mul", ["pool_parts", "pool_window"], [parts]),
+    ]
+    body = [*nodes[: size_at + 1], *pool, *nodes[parts_at + 1:]]
+    return _with_nodes(model, body), _running(body)
+
+
 def check_eps(threshold: int) -> None:
     """Run the size-switch model on the parity runner's execution-provider paths (ort-webgpu,
     ort-openvino-ep: placement proven as in ``parity``) below and above the threshold, and
@@ -251,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         plain, plain_names = _plain_export_session(reduction, args.threads)
         rows = [(label, *stage_model(reduction, tensor)) for label, tensor in STAGES]
         rows.insert(1, ("elements + If", *if_floor_model(reduction, args.threshold)))
+        rows.append(("pooled (not portable)", *pooled_model(reduction)))
         switch, below, from_t = switch_model(reduction, args.threshold)
         switch_label = f"size switch (T={args.threshold})"
         sessions = {label: _session(model, args.threads) for label, model, _ in rows}
@@ -266,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             counts[switch_label] = below if n < args.threshold else from_t
             reference = float(sessions["function"].run(None, feeds)[0])
             switched = float(sessions[switch_label].run(None, feeds)[0])
+            pooled = float(sessions["pooled (not portable)"].run(None, feeds)[0])
             print(f"\nN=2^{log2n} '{reduction}':")
             print(f"  {'body':<24} {'nodes':>5} {'us/call':>8} {'plain us':>8} {'/ plain':>8}")
             for label, session in sessions.items():
@@ -277,8 +321,9 @@ def main(argv: list[str] | None = None) -> int:
                                        budget=args.budget / len(sessions), samples=samples)
                 print(f"  {label:<24} {counts[label]:>5} {medians[label] * 1e6:>8.1f} "
                       f"{medians['plain'] * 1e6:>8.1f} {_paired_ratio(samples, label, 'plain'):>7.2f}x")
-            print(f"  size switch's loss vs the function's: relative difference "
-                  f"{abs(switched - reference) / abs(reference):.1e}")
+            for label, value in (("size switch", switched), ("pooled body", pooled)):
+                print(f"  {label}'s loss vs the function's: relative difference "
+                      f"{abs(value - reference) / abs(reference):.1e}")
     return 0
 
 

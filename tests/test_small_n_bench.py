@@ -78,3 +78,24 @@ def test_stages_are_the_body_cut_at_their_tensor():
         bench.stage_model("sum", "nope")
     with pytest.raises(ValueError, match="is an initializer"):
         bench.stage_model("sum", bench.SCALE)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_pooled_body_gives_the_loss_with_fewer_nodes(reduction):
+    """The pooled row is the function with its padding and blocks swapped for one
+    AveragePool: the same loss (sizes that are and are not a multiple of the window), fewer
+    nodes, and onnxruntime's own refusal of an empty input (one reason it is not adopted)."""
+    bench = _small_n()
+    model, nodes = bench.pooled_model(reduction)
+    assert nodes < bench.stage_model(reduction, None)[1]
+    assert sum(node.op_type == "AveragePool" for node in model.graph.node) == 1
+    assert not any(node.op_type in ("Concat", "ConstantOfShape") for node in model.graph.node)
+    rng = np.random.default_rng(7)
+    for n in (1, 3, 4, 5, 37, 3000):
+        x = rng.standard_normal(n).astype(np.float32)
+        y = rng.standard_normal(n).astype(np.float32)
+        ref = float(oracle.reference(x, y, beta=1.0, reduction=reduction))
+        assert abs(_run(model, x, y) - ref) <= 2.0**-22 * abs(ref), n
+    empty = np.zeros(0, np.float32)
+    with pytest.raises(Exception, match="Only N can be zero"):
+        _run(model, empty, empty)
