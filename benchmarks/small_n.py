@@ -125,6 +125,11 @@ def _loss(model: onnx.ModelProto) -> str:
     return model.graph.output[0].name
 
 
+def _constant(name: str, dtype: int, dims: list[int], values: list) -> onnx.NodeProto:
+    return helper.make_node("Constant", [], [name],
+                            value=helper.make_tensor(name, dtype, dims, values))
+
+
 def stage_model(reduction: str, tensor: str | None) -> tuple[onnx.ModelProto, int]:
     """The body cut after ``tensor`` plus one ReduceSum of it (the whole body for None), and
     the number of nodes that run."""
@@ -147,8 +152,7 @@ def _switched(model: onnx.ModelProto, outer: list[onnx.NodeProto], elem: str, th
     return _with_nodes(model, [
         *outer,
         helper.make_node("Size", [elem], ["switch_n"]),
-        helper.make_node("Constant", [], ["switch_t"],
-                         value=helper.make_tensor("switch_t", TensorProto.INT64, [], [threshold])),
+        _constant("switch_t", TensorProto.INT64, [], [threshold]),
         helper.make_node("Less", ["switch_n", "switch_t"], ["switch_small"]),
         helper.make_node("If", ["switch_small"], [_loss(model)], then_branch=then_g,
                          else_branch=else_g),
@@ -191,6 +195,7 @@ def if_floor_model(reduction: str, threshold: int) -> tuple[onnx.ModelProto, int
 
 #: The pooled row's window: AveragePool's sums of this many neighbours feed the exact top.
 POOL_WINDOW = 4
+POOLED = "pooled (not portable)"
 
 
 def pooled_model(reduction: str, window: int = POOL_WINDOW) -> tuple[onnx.ModelProto, int]:
@@ -200,31 +205,25 @@ def pooled_model(reduction: str, window: int = POOL_WINDOW) -> tuple[onnx.ModelP
     partial sums go to the body's own exact top; and the nodes that run.
 
     The fewest-node accurate body found so far: no Concat copy, no axis reductions. It is
-    not in the function: onnx2torch does not convert ``SAME_UPPER`` (NotImplementedError),
-    and averaging divides tiny sums into the subnormal range (see docs/benchmarks.md).
+    not in the function: onnx2torch does not convert ``SAME_UPPER``, onnxruntime's
+    AveragePool rejects an empty input, and one level of it leaves the exact top more parts
+    than it adds exactly at 2^26 (docs/benchmarks.md, "Small N").
     """
-    model = _body(reduction)
-    size_at, _ = _find(model, "red_l1_size")
-    parts_at, parts = _find(model, "red_parts")
+    # Up to the flat view's Shape ('mean' divides by it), then from the exact top on.
+    model, head, _, _ = _cut(reduction, "red_l1_size")
+    _, _, top, parts = _cut(reduction, "red_parts")
     flat = _find(model, "red_flat")[1]
-    if size_at is None or parts_at is None:
-        raise ValueError("the inlined body has no padding stage to replace")
-    nodes = list(model.graph.node)
-    i64 = TensorProto.INT64
     pool = [
-        helper.make_node("Constant", [], ["pool_shape"],
-                         value=helper.make_tensor("pool_shape", i64, [3], [1, 1, -1])),
+        _constant("pool_shape", TensorProto.INT64, [3], [1, 1, -1]),
         helper.make_node("Reshape", [flat, "pool_shape"], ["pool_in"]),
         helper.make_node("AveragePool", ["pool_in"], ["pool_avg"], kernel_shape=[window],
                          strides=[window], auto_pad="SAME_UPPER", count_include_pad=1),
-        helper.make_node("Constant", [], ["pool_flat"],
-                         value=helper.make_tensor("pool_flat", i64, [1], [-1])),
+        _constant("pool_flat", TensorProto.INT64, [1], [-1]),
         helper.make_node("Reshape", ["pool_avg", "pool_flat"], ["pool_parts"]),
-        helper.make_node("Constant", [], ["pool_window"], value=helper.make_tensor(
-            "pool_window", TensorProto.FLOAT, [], [float(window)])),
+        _constant("pool_window", TensorProto.FLOAT, [], [float(window)]),
         helper.make_node("Mul", ["pool_parts", "pool_window"], [parts]),
     ]
-    body = [*nodes[: size_at + 1], *pool, *nodes[parts_at + 1:]]
+    body = [*head, *pool, *top]
     return _with_nodes(model, body), _running(body)
 
 
@@ -293,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         plain, plain_names = _plain_export_session(reduction, args.threads)
         rows = [(label, *stage_model(reduction, tensor)) for label, tensor in STAGES]
         rows.insert(1, ("elements + If", *if_floor_model(reduction, args.threshold)))
-        rows.append(("pooled (not portable)", *pooled_model(reduction)))
+        rows.append((POOLED, *pooled_model(reduction)))
         switch, below, from_t = switch_model(reduction, args.threshold)
         switch_label = f"size switch (T={args.threshold})"
         sessions = {label: _session(model, args.threads) for label, model, _ in rows}
@@ -309,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
             counts[switch_label] = below if n < args.threshold else from_t
             reference = float(sessions["function"].run(None, feeds)[0])
             switched = float(sessions[switch_label].run(None, feeds)[0])
-            pooled = float(sessions["pooled (not portable)"].run(None, feeds)[0])
+            pooled = float(sessions[POOLED].run(None, feeds)[0])
             print(f"\nN=2^{log2n} '{reduction}':")
             print(f"  {'body':<24} {'nodes':>5} {'us/call':>8} {'plain us':>8} {'/ plain':>8}")
             for label, session in sessions.items():
