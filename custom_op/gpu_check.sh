@@ -20,8 +20,10 @@
 # tests through ONNX_SMOOTHL1_LIBRARY. Each step has a time limit within an overall budget
 # (GPU_CHECK_BUDGET seconds, default 540) so the log always comes back; the exit status is
 # non-zero when any step failed (the last two, informational, may be skipped for time).
+# The function path's node placement is checked twice: tests/test_cuda.py (printed per
+# dtype) and the parity runner's ort-cuda-function row.
 # Output files ($OUT, else build/gpu and build/gpu/results): gpu_check.log, gpu_bench.json,
-# gpu_bench.png.
+# gpu_bench.machine.json, gpu_bench.png, PARITY_GPU.md, parity_gpu.json.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -157,26 +159,45 @@ step "launcher test (smooth_l1_cuda_test --require-gpu --big)" 240 \
 # --- 4. benchmark (before the long pytest run, so a slow test cannot starve it) ----------
 step "benchmark (benchmarks/gpu.py)" 200 "$PY" benchmarks/gpu.py --out "$RESULTS"
 
-# --- 5. onnxruntime + CUDA EP: parity, determinism, CPU vs CUDA, attributes ---------------
+# --- 5. onnxruntime + CUDA EP: parity, determinism, CPU vs CUDA, attributes, the function
+#        path's placement (-s: the placement lines are part of the evidence) ----------------
 step "pytest -m cuda tests/test_cuda.py" 280 \
-  "$PY" -m pytest -m cuda tests/test_cuda.py -q -rfEs -p no:cacheprovider --durations=10
+  "$PY" -m pytest -m cuda tests/test_cuda.py -q -s -rfEs -p no:cacheprovider --durations=15
 
-# --- 5b. the parity runner's CUDA row (kernel CPU vs CUDA vs torch) -----------------------
-STEP_OPTIONAL=1 step "parity runner (torch, ort-function, ort-kernel, ort-cuda)" 120 \
-  "$PY" -m onnx_smoothl1.cli parity --paths torch ort-function ort-kernel ort-cuda \
+# --- 5b. the parity runner's CUDA rows: the kernel (ort-cuda) and the function without the
+#        library (ort-cuda-function, placement proven per node) against torch ---------------
+step "parity runner (torch, ort-function, ort-kernel, ort-cuda, ort-cuda-function)" 150 \
+  "$PY" -m onnx_smoothl1.cli parity --paths torch ort-function ort-kernel ort-cuda ort-cuda-function \
   --report "$RESULTS/PARITY_GPU.md" --json "$RESULTS/parity_gpu.json"
+# Unsupported is not good enough here: on a GPU machine both CUDA rows must pass every case.
+step "parity: every CUDA cell PASS" 30 "$PY" "$ROOT/custom_op/gpu_parity_cells.py" "$RESULTS/parity_gpu.json"
 
-# --- 6. raw kernel bandwidth and tuning variants (informational) --------------------------
+# --- 6. memory checker over the launchers (small sizes) -----------------------------------
+SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+if [[ -n "$SANITIZER" ]]; then
+  "$SANITIZER" --version 2>&1 | tail -1
+  step "compute-sanitizer memcheck (smooth_l1_cuda_test --quick)" 120 \
+    "$SANITIZER" --tool memcheck --error-exitcode 3 "$ROOT/build/gpu/custom_op/smooth_l1_cuda_test" --require-gpu --quick
+else
+  echo "=== compute-sanitizer not found: memcheck not run"
+  SUMMARY+=("FAIL     compute-sanitizer not found")
+  FAILED=1
+fi
+
+# --- 7. raw kernel bandwidth and tuning variants (informational) --------------------------
 STEP_OPTIONAL=1 step "kernel tuning variants (smooth_l1_cuda_test --bench-only)" 90 \
   "$ROOT/build/gpu/custom_op/smooth_l1_cuda_test" --require-gpu --bench-only
 
-# --- 7. memory checker over the launchers (small sizes; informational where absent) ------
-SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
-if [[ -n "$SANITIZER" ]]; then
-  STEP_OPTIONAL=1 step "compute-sanitizer memcheck (smooth_l1_cuda_test --quick)" 120 \
-    "$SANITIZER" --tool memcheck --error-exitcode 3 "$ROOT/build/gpu/custom_op/smooth_l1_cuda_test" --require-gpu --quick
+# --- 8. one profiled launch of the 'mean' kernel (informational: where a target is missed,
+#        its memory throughput and occupancy say why) ---------------------------------------
+NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || true)
+if [[ -n "$NCU" ]]; then
+  STEP_OPTIONAL=1 step "ncu: one reduce_contig launch" 90 \
+    "$NCU" --clock-control none --kernel-name regex:reduce_contig --launch-skip 3 --launch-count 1 \
+    --section SpeedOfLight --section MemoryWorkloadAnalysis --section LaunchStats --section Occupancy \
+    "$ROOT/build/gpu/custom_op/smooth_l1_cuda_test" --require-gpu --bench-only
 else
-  echo "=== compute-sanitizer not found: memcheck skipped"
+  echo "=== ncu not found: no profile"
 fi
 
 finish

@@ -65,6 +65,7 @@ from .runtimes import (  # noqa: F401  (importing registers every path, in repor
     onnx_reference,
     openvino,
     ort_cuda,
+    ort_cuda_function,
     ort_function,
     ort_kernel,
     ort_openvino_ep,
@@ -79,6 +80,7 @@ from .runtimes._ort import OrtPath
 from .runtimes.onnx_reference import ReferencePath
 from .runtimes.openvino import OpenVinoPath
 from .runtimes.ort_cuda import OrtCudaPath
+from .runtimes.ort_cuda_function import OrtCudaFunctionPath
 from .runtimes.ort_function import OrtFunctionPath
 from .runtimes.ort_kernel import OrtKernelPath
 from .runtimes.ort_openvino_ep import OPENVINO_PYTHON_ENV, OrtOpenVinoEpPath
@@ -97,7 +99,7 @@ __all__ = [
     "OPENVINO_EP", "OPENVINO_PYTHON_ENV", "PASS", "PATHS", "QUICK_BETAS", "QUICK_SHAPES",
     "RUNTIMES_ENV", "SHAPES", "SYMBOLIC_DIM", "TIMEOUT_ENV", "UNSUPPORTED", "WEBGPU_EP", "Case",
     "CaseResult", "Cell", "EpPath", "InlinedPath", "ModelReport", "OpenVinoPath",
-    "OrtCudaPath", "OrtFunctionPath", "OrtKernelPath", "OrtOpenVinoEpPath", "OrtPath",
+    "OrtCudaFunctionPath", "OrtCudaPath", "OrtFunctionPath", "OrtKernelPath", "OrtOpenVinoEpPath", "OrtPath",
     "OrtWebGpuPath", "ParityPath", "Placement", "PlacementError", "PythonOpPath",
     "ReferencePath", "Report", "TorchPath", "TractPath", "Unsupported", "Worker", "cpu_name",
     "dtype_name", "environment", "evaluate", "function_model", "grid", "has_loss_functions", "has_smoothl1_function",

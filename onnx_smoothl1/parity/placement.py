@@ -26,6 +26,7 @@ from typing import Any
 WEBGPU_EP = "WebGpuExecutionProvider"
 OPENVINO_EP = "OpenVINOExecutionProvider"
 CPU_EP = "CPUExecutionProvider"
+CUDA_EP = "CUDAExecutionProvider"
 
 #: Read no tensor data: allowed on CPU whatever their input types.
 SHAPE_SOURCE_OPS = frozenset({"Shape", "Size", "Constant", "ConstantOfShape"})

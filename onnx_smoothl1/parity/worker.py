@@ -49,7 +49,7 @@ import numpy as np
 #: Seconds one request may take before the worker is killed (a hang is a crash too).
 DEFAULT_TIMEOUT = 300.0
 #: The modes the child serves: tract, or onnxruntime with one execution provider ...
-MODES = ("tract", "webgpu", "openvino")
+MODES = ("tract", "webgpu", "openvino", "cuda")
 #: ... or ``path:<name>``: the package's own ``CompiledPath`` of that name (IREE, TVM,
 #: OpenVINO) compiles and runs there.
 PATH_MODE = "path:"
@@ -236,12 +236,17 @@ class _TractRunner:
 
 
 class _OrtEpRunner:
-    """onnxruntime with the WebGPU plugin EP or the OpenVINO EP; every new session's node
-    placement is recorded (EP graph assignment + one profiled run)."""
+    """onnxruntime with the WebGPU plugin EP, the OpenVINO EP or the CUDA EP (no custom-op
+    library: the function path); every new session's node placement is recorded (EP graph
+    assignment + one profiled run)."""
 
     def __init__(self, mode: str) -> None:
         import onnxruntime as ort
 
+        if mode == "cuda" and hasattr(ort, "preload_dlls"):
+            # the CUDA runtime, cuBLAS and cuDNN from the nvidia-* wheels (torch's)
+            with contextlib.suppress(Exception):
+                ort.preload_dlls()
         self._ort = ort
         self._mode = mode
         self._devices: list[Any] | None = None
@@ -284,6 +289,8 @@ class _OrtEpRunner:
         if self._mode == "webgpu":
             so.add_provider_for_devices(self._webgpu_devices(), {})
             return ort.InferenceSession(model_bytes, so)
+        if self._mode == "cuda":
+            return ort.InferenceSession(model_bytes, so, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
         return ort.InferenceSession(model_bytes, so, providers=[
             ("OpenVINOExecutionProvider", {"device_type": "CPU", "precision": "FP32", "num_of_threads": "1"}),
             "CPUExecutionProvider",

@@ -6,6 +6,7 @@ from . import torch  # noqa: F401  (each import registers that module's path)
 from . import ort_function  # noqa: F401
 from . import ort_kernel  # noqa: F401
 from . import ort_cuda  # noqa: F401
+from . import ort_cuda_function  # noqa: F401
 from . import pyop  # noqa: F401
 from . import onnx_reference  # noqa: F401
 from . import openvino  # noqa: F401
