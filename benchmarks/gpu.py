@@ -155,6 +155,25 @@ def _versions(torch, ort, gpu: str, smoke: bool) -> dict[str, str]:
     return info
 
 
+def _time_function_path(queued, each, sync) -> float:
+    """The function path's time per call. On the CUDA EP its 'mean'/'sum' take seconds per
+    call at 2^28 (measured: 1.6 s, against 0.5 ms for the kernel), so a slow call (> 50 ms) is
+    timed twice after one warm-up (the faster kept) instead of in batches: the figure is a ratio of thousands,
+    and the benchmark must fit the GPU check's budget."""
+    t0 = time.perf_counter()
+    each()
+    sync()
+    if time.perf_counter() - t0 > 0.05:
+        times = []
+        for _ in range(2):
+            t0 = time.perf_counter()
+            each()
+            sync()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+    return min(_timeit(queued, sync, max_reps=50), _timeit_each(each, sync, reps=5))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="directory for gpu_bench.json/png")
@@ -279,8 +298,8 @@ def main(argv: list[str] | None = None) -> int:
                         out_fn = torch.empty_like(out)
                         try:
                             fn_session = sessions[(reduction, False)]
-                            t_fn = min(_timeit(binder(fn_session, x, y, out_fn, dtype), sync, max_reps=50),
-                                       _timeit_each(binder(fn_session, x, y, out_fn, dtype, None), sync, reps=5))
+                            t_fn = _time_function_path(binder(fn_session, x, y, out_fn, dtype),
+                                                       binder(fn_session, x, y, out_fn, dtype, None), sync)
                         except Exception as e:  # report, keep benchmarking the rest
                             print(f"  function path failed for {dtype} {reduction}: {str(e).splitlines()[0]}")
                         del out_fn

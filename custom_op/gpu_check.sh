@@ -40,6 +40,11 @@ fi
 
 START=$(date +%s)
 BUDGET=${GPU_CHECK_BUDGET:-540}
+# GPU_CHECK_STEPS=bench,pytest (comma-separated) reruns only those steps after the machine
+# check and the build (a rerun inside a short device lease); default: all. Keys: launcher,
+# bench, fnprofile, pytest, parity, memcheck, variants, ncu.
+STEPS=${GPU_CHECK_STEPS:-all}
+want() { [[ "$STEPS" == all || ",$STEPS," == *",$1,"* ]]; }
 declare -a SUMMARY=()
 FAILED=0
 
@@ -153,51 +158,71 @@ if ! step "build (cmake, ONNX_SMOOTHL1_CUDA=ON)" 240 bash -c '
 fi
 
 # --- 3. the launchers against a host double reference -------------------------------------
-step "launcher test (smooth_l1_cuda_test --require-gpu --big)" 240 \
-  "$ROOT/build/gpu/custom_op/smooth_l1_cuda_test" --require-gpu --big
+if want launcher; then
+  step "launcher test (smooth_l1_cuda_test --require-gpu --big)" 240 \
+    "$ROOT/build/gpu/custom_op/smooth_l1_cuda_test" --require-gpu --big
+fi
 
 # --- 4. benchmark (before the long pytest run, so a slow test cannot starve it) ----------
-step "benchmark (benchmarks/gpu.py)" 200 "$PY" benchmarks/gpu.py --out "$RESULTS"
+if want bench; then
+  step "benchmark (benchmarks/gpu.py)" 200 "$PY" benchmarks/gpu.py --out "$RESULTS"
+fi
+
+# --- 4b. where the function path's time goes on the CUDA EP (ORT per-node profile) --------
+if want fnprofile; then
+  STEP_OPTIONAL=1 step "function path profile (benchmarks/gpu_function_profile.py)" 60 \
+    "$PY" benchmarks/gpu_function_profile.py --log2n 24 --dtypes float32,float16 --reductions mean,none
+fi
 
 # --- 5. onnxruntime + CUDA EP: parity, determinism, CPU vs CUDA, attributes, the function
 #        path's placement (-s: the placement lines are part of the evidence) ----------------
-step "pytest -m cuda tests/test_cuda.py" 280 \
-  "$PY" -m pytest -m cuda tests/test_cuda.py -q -s -rfEs -p no:cacheprovider --durations=15
+if want pytest; then
+  step "pytest -m cuda tests/test_cuda.py" 280 \
+    "$PY" -m pytest -m cuda tests/test_cuda.py -q -s -rfEs -p no:cacheprovider --durations=15
+fi
 
 # --- 5b. the parity runner's CUDA rows: the kernel (ort-cuda) and the function without the
 #        library (ort-cuda-function, placement proven per node) against torch ---------------
-step "parity runner (torch, ort-function, ort-kernel, ort-cuda, ort-cuda-function)" 150 \
-  "$PY" -m onnx_smoothl1.cli parity --paths torch ort-function ort-kernel ort-cuda ort-cuda-function \
-  --report "$RESULTS/PARITY_GPU.md" --json "$RESULTS/parity_gpu.json"
-# Unsupported is not good enough here: on a GPU machine both CUDA rows must pass every case.
-step "parity: every CUDA cell PASS" 30 "$PY" "$ROOT/custom_op/gpu_parity_cells.py" "$RESULTS/parity_gpu.json"
+if want parity; then
+  step "parity runner (torch, ort-function, ort-kernel, ort-cuda, ort-cuda-function)" 150 \
+    "$PY" -m onnx_smoothl1.cli parity --paths torch ort-function ort-kernel ort-cuda ort-cuda-function \
+    --report "$RESULTS/PARITY_GPU.md" --json "$RESULTS/parity_gpu.json"
+  # Unsupported is not good enough here: on a GPU machine both CUDA rows must pass every case.
+  step "parity: every CUDA cell PASS" 30 "$PY" "$ROOT/custom_op/gpu_parity_cells.py" "$RESULTS/parity_gpu.json"
+fi
 
 # --- 6. memory checker over the launchers (small sizes) -----------------------------------
-SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
-if [[ -n "$SANITIZER" ]]; then
-  "$SANITIZER" --version 2>&1 | tail -1
-  step "compute-sanitizer memcheck (smooth_l1_cuda_test --quick)" 120 \
-    "$SANITIZER" --tool memcheck --error-exitcode 3 "$ROOT/build/gpu/custom_op/smooth_l1_cuda_test" --require-gpu --quick
-else
-  echo "=== compute-sanitizer not found: memcheck not run"
-  SUMMARY+=("FAIL     compute-sanitizer not found")
-  FAILED=1
+if want memcheck; then
+  SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+  if [[ -n "$SANITIZER" ]]; then
+    "$SANITIZER" --version 2>&1 | tail -1
+    step "compute-sanitizer memcheck (smooth_l1_cuda_test --quick)" 120 \
+      "$SANITIZER" --tool memcheck --error-exitcode 3 "$ROOT/build/gpu/custom_op/smooth_l1_cuda_test" --require-gpu --quick
+  else
+    echo "=== compute-sanitizer not found: memcheck not run"
+    SUMMARY+=("FAIL     compute-sanitizer not found")
+    FAILED=1
+  fi
 fi
 
 # --- 7. raw kernel bandwidth and tuning variants (informational) --------------------------
-STEP_OPTIONAL=1 step "kernel tuning variants (smooth_l1_cuda_test --bench-only)" 90 \
-  "$ROOT/build/gpu/custom_op/smooth_l1_cuda_test" --require-gpu --bench-only
+if want variants; then
+  STEP_OPTIONAL=1 step "kernel tuning variants (smooth_l1_cuda_test --bench-only)" 90 \
+    "$ROOT/build/gpu/custom_op/smooth_l1_cuda_test" --require-gpu --bench-only
+fi
 
 # --- 8. one profiled launch of the 'mean' kernel (informational: where a target is missed,
 #        its memory throughput and occupancy say why) ---------------------------------------
-NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || true)
-if [[ -n "$NCU" ]]; then
-  STEP_OPTIONAL=1 step "ncu: one reduce_contig launch" 90 \
-    "$NCU" --clock-control none --kernel-name regex:reduce_contig --launch-skip 3 --launch-count 1 \
-    --section SpeedOfLight --section MemoryWorkloadAnalysis --section LaunchStats --section Occupancy \
-    "$ROOT/build/gpu/custom_op/smooth_l1_cuda_test" --require-gpu --bench-only
-else
-  echo "=== ncu not found: no profile"
+if want ncu; then
+  NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || true)
+  if [[ -n "$NCU" ]]; then
+    STEP_OPTIONAL=1 step "ncu: one reduce_contig launch" 90 \
+      "$NCU" --clock-control none --kernel-name regex:reduce_contig --launch-skip 3 --launch-count 1 \
+      --section SpeedOfLight --section MemoryWorkloadAnalysis --section LaunchStats --section Occupancy \
+      "$ROOT/build/gpu/custom_op/smooth_l1_cuda_test" --require-gpu --bench-only
+  else
+    echo "=== ncu not found: no profile"
+  fi
 fi
 
 finish
