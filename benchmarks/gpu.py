@@ -333,7 +333,12 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "gpu_bench.json").write_text(json.dumps(rows, indent=1))
-    (out_dir / "gpu_bench.machine.json").write_text(json.dumps(versions, indent=1) + "\n")
+    machine = out_dir / "gpu_bench.machine.json"  # `onnx-smoothl1 bench --gpu` wrote the host's part
+    try:
+        known = json.loads(machine.read_text())
+    except (OSError, ValueError):
+        known = {}
+    machine.write_text(json.dumps({**known, **versions}, indent=1) + "\n")
     try:
         import matplotlib
 

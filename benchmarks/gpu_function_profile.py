@@ -82,10 +82,12 @@ def main(argv: list[str] | None = None) -> int:
                 rec[4] = json.dumps(a.get("input_type_shape", []))[:110]
             total = sum(r[0] for r in per_node.values())
             runs = args.runs + 1
+            median_ms = sorted(run_us)[len(run_us) // 2] / 1e3 if run_us else float("nan")
             print(f"\n{dtype} '{reduction}' N=2^{args.log2n}: model_run median "
-                  f"{sorted(run_us)[len(run_us) // 2] / 1e3 if run_us else float('nan'):.2f} ms over {len(run_us)} runs; "
+                  f"{median_ms:.2f} ms over {len(run_us)} runs; "
                   f"node kernel time {total / runs / 1e3:.2f} ms per run; top {args.top} nodes:")
-            for name, (dur, count, op, provider, shapes) in sorted(per_node.items(), key=lambda kv: -kv[1][0])[: args.top]:
+            ranked = sorted(per_node.items(), key=lambda kv: -kv[1][0])[: args.top]
+            for name, (dur, _count, op, provider, shapes) in ranked:
                 print(f"  {dur / runs / 1e3:9.3f} ms/run {100 * dur / max(total, 1):5.1f}%  {op:10} {provider:22} "
                       f"{name[-40:]:40} {shapes}")
     return 0

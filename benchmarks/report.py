@@ -169,38 +169,48 @@ def cpu_table(rows: list[dict]) -> list[str]:
     return out
 
 
+def _loss(r: dict) -> str:
+    """The row's loss (rows written before HuberLoss was benchmarked carry none)."""
+    return r.get("loss", "smooth_l1")
+
+
 def gpu_headline(rows: list[dict]) -> list[str]:
     if not rows:
         return []
     top = max(r["log2n"] for r in rows)
-    lines = [f"N = 2^{top} on {rows[0].get('gpu', 'the GPU')}:"]
-    for r in rows:
-        if r["log2n"] != top:
-            continue
-        if r["reduction"] == "mean":
-            extra = f", torch / CUDA op = **{_x(r['torch_over_op'])}**" if r["dtype"] == "float32" else ""
+    lines = [f"N = 2^{top} on {rows[0].get('gpu', 'the GPU')} (effective bandwidth against the "
+             "same run's device-to-device copy of the same bytes):"]
+    by_key = {(_loss(r), r["dtype"], r["reduction"]): r for r in rows if r["log2n"] == top}
+    for (loss, dtype, reduction), r in by_key.items():
+        label = f"{'HuberLoss' if loss == 'huber' else 'SmoothL1Loss'} {dtype}"
+        versus = ""
+        if loss == "huber" and ("smooth_l1", dtype, reduction) in by_key:
+            ref = by_key[("smooth_l1", dtype, reduction)]["op_eff_Bps"]
+            versus = f", {r['op_eff_Bps'] / ref - 1:+.1%} against SmoothL1Loss"
+        if reduction == "mean":
+            extra = f", torch / CUDA op = **{_x(r['torch_over_op'])}**" if dtype == "float32" else ""
             lines.append(
-                f"- {r['dtype']} 'mean': **{r['op_eff_Bps'] / 1e12:.2f} TB/s** effective input "
+                f"- {label} 'mean': **{r['op_eff_Bps'] / 1e12:.2f} TB/s** effective input "
                 f"bandwidth = **{r['op_over_copy']:.0%}** of the device copy "
-                f"({r['copy_Bps'] / 1e12:.2f} TB/s){extra}"
+                f"({r['copy_Bps'] / 1e12:.2f} TB/s){extra}{versus}"
             )
-        elif r["reduction"] == "none":
+        elif reduction == "none":
             lines.append(
-                f"- {r['dtype']} 'none': {r['op_eff_Bps'] / 1e12:.2f} TB/s counting the output = "
-                f"{r['op_over_copy']:.0%} of copy"
+                f"- {label} 'none': {r['op_eff_Bps'] / 1e12:.2f} TB/s counting the output = "
+                f"{r['op_over_copy']:.0%} of copy{versus}"
             )
     return lines
 
 
 def gpu_table(rows: list[dict]) -> list[str]:
     out = [
-        "| dtype | reduction | log2 N | CUDA op | function (CUDA EP) | torch | copy | op TB/s | op / copy "
+        "| loss | dtype | reduction | log2 N | CUDA op | function (CUDA EP) | torch | copy | op TB/s | op / copy "
         "| torch / op | function / op |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         out.append(
-            f"| {r['dtype']} | {r['reduction']} | {r['log2n']} | {_t(r['op_s'])} | "
+            f"| {_loss(r)} | {r['dtype']} | {r['reduction']} | {r['log2n']} | {_t(r['op_s'])} | "
             f"{_t(r['function_s'])} | {_t(r['torch_s'])} | {_t(r['copy_s'])} | "
             f"{r['op_eff_Bps'] / 1e12:.2f} | {r['op_over_copy']:.0%} | {_x(r['torch_over_op'])} | "
             f"{_x(r['function_over_op'])} |"
@@ -282,8 +292,12 @@ def build_report(results: Path, notes: list[str] | None = None) -> str:
         versions = ", ".join(
             f"{k} {gpu_meta[k]}" for k in ("onnxruntime-gpu", "onnxruntime", "torch") if k in gpu_meta
         )
+        if gpu_meta.get("torch_cuda"):
+            versions += f" (CUDA {gpu_meta['torch_cuda']})"
         out += [
             f"- GPU: {name}" + (f"; host CPU {gpu_meta['cpu']}" if gpu_meta.get("cpu") else ""),
+            *([f"- nvidia-smi (name, driver, memory, max SM / memory clocks): {gpu_meta['nvidia-smi']}"]
+              if gpu_meta.get("nvidia-smi") else []),
             f"- Versions: {versions or 'not recorded (JSON brought back from the GPU machine; see its gpu_check log)'}",
             "",
             "![GPU: effective bandwidth vs N](gpu_bench.png)" if (results / "gpu_bench.png").exists() else "",

@@ -89,3 +89,18 @@ def test_cli_bench_from_results(tmp_path):
     assert (results / "REPORT.md").read_text().count("| mean |") == 2
     proc = run_cli("bench", "--from-results", "--root", str(tmp_path / "nowhere"))
     assert proc.returncode == 2 and "benchmarks" in proc.stderr
+
+
+def test_report_gpu_rows_name_the_loss_and_compare_huber(tmp_path):
+    """gpu.py's rows carry the loss; the headline gives HuberLoss against SmoothL1Loss and the
+    machine file's driver line (nvidia-smi) and CUDA version."""
+    rows = _gpu_rows()
+    huber = [{**r, "loss": "huber", "op_eff_Bps": r["op_eff_Bps"] * 0.99} for r in rows]
+    (tmp_path / "gpu_bench.json").write_text(json.dumps([{**r, "loss": "smooth_l1"} for r in rows] + huber))
+    (tmp_path / "gpu_bench.machine.json").write_text(json.dumps({
+        "onnxruntime": "1.30.0", "torch": "2.11.0+cu130", "torch_cuda": "13.0",
+        "nvidia-smi": "NVIDIA H200, 580.159.04, 143771 MiB, 1980 MHz, 3201 MHz"}))
+    text = _report_module().build_report(tmp_path)
+    assert "HuberLoss float32 'mean'" in text and "-1.0% against SmoothL1Loss" in text
+    assert "| huber | float16 | none | 28 |" in text and "| smooth_l1 | float16 | none | 28 |" in text
+    assert "580.159.04" in text and "(CUDA 13.0)" in text
