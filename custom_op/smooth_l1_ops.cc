@@ -360,7 +360,47 @@ std::vector<OrtCustomOpDomain*>& Domains() {  // kept alive for the process life
 }  // namespace
 }  // namespace onnx_smoothl1
 
-// The library's only exported symbol (everything else is hidden: -fvisibility=hidden).
+#ifndef ONNX_SMOOTHL1_VERSION
+#define ONNX_SMOOTHL1_VERSION "unknown"
+#endif
+#define SL1_STR2(x) #x
+#define SL1_STR(x) SL1_STR2(x)
+
+// What this build holds, as JSON, for `onnx-smoothl1 doctor` (read with ctypes; ORT is not
+// needed to ask). Exported beside RegisterCustomOps; everything else is hidden.
+extern "C" __attribute__((visibility("default"))) const char* OnnxSmoothL1BuildInfo(void) {
+#ifdef USE_CUDA
+#define SL1_EPS "[\"CPUExecutionProvider\", \"CUDAExecutionProvider\"]"
+#define SL1_CUDA_INFO "{\"compiled\": true, \"archs\": \"" ONNX_SMOOTHL1_CUDA_ARCHS "\"}"
+#else
+#define SL1_EPS "[\"CPUExecutionProvider\"]"
+#define SL1_CUDA_INFO "{\"compiled\": false}"
+#endif
+  return "{\"version\": \"" ONNX_SMOOTHL1_VERSION "\", \"domain\": \"onnx_smoothl1\", "
+         "\"domain_version\": 1, \"ops\": [\"SmoothL1Loss\", \"HuberLoss\"], "
+         "\"ort_api_version\": " SL1_STR(ORT_API_VERSION) ", \"eps\": " SL1_EPS
+         ", \"cuda\": " SL1_CUDA_INFO "}";
+}
+
+// Whether the CUDA kernels can run on this host: 0 and a description of GPU 0, 1 and the
+// reason (no driver, no GPU, driver or GPU too old), or 2 when the build has no CUDA kernels.
+extern "C" __attribute__((visibility("default"))) int OnnxSmoothL1CudaStatus(char* msg, size_t msg_len) {
+#ifdef USE_CUDA
+  int rc = smooth_l1_cuda_host_status(msg, msg_len);
+  if (msg != nullptr && msg_len > 0) {
+    std::string text = msg;
+    text += " (kernels built with CUDA " + std::to_string(smooth_l1_cuda_runtime_version() / 1000) + "." +
+            std::to_string((smooth_l1_cuda_runtime_version() % 1000) / 10) + ")";
+    std::snprintf(msg, msg_len, "%s", text.c_str());
+  }
+  return rc;
+#else
+  if (msg != nullptr && msg_len > 0) std::snprintf(msg, msg_len, "this build has no CUDA kernels");
+  return 2;
+#endif
+}
+
+// The entry point onnxruntime calls (SessionOptions.register_custom_ops_library).
 extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options,
                                                               const OrtApiBase* api_base) {
   const OrtApi* api = api_base->GetApi(ORT_API_VERSION);

@@ -1,7 +1,8 @@
 """The CUDA-enabled custom-op library keeps compiling (and loading) on a machine with nvcc.
 
 Skipped where nvcc or cmake is missing. No GPU needed: this builds the library with
-``-DONNX_SMOOTHL1_CUDA=ON`` (sm_80 + sm_90 machine code, compute_90 PTX, cudart static) into a
+``-DONNX_SMOOTHL1_CUDA=ON`` (the wheel's architecture list: machine code for every sm nvcc 13
+builds from sm_75 up, compute_121 PTX, cudart static) into a
 temporary directory, checks what it links and exports, runs the standalone launcher test's
 host checks, and runs the library's CPU kernel in onnxruntime, proving that the CUDA build
 still loads and works on a machine without a GPU. The GPU checks proper live in
@@ -113,9 +114,36 @@ def _fatbin_entries(path: Path) -> set[tuple[str, int]]:
     return found
 
 
-def test_library_holds_sm80_sm90_and_ptx(cuda_build):
+#: The wheel's CUDA targets (custom_op/cuda/cuda.cmake, ONNX_SMOOTHL1_CUDA_ARCHS).
+WHEEL_SMS = (75, 80, 86, 87, 88, 89, 90, 100, 103, 110, 120, 121)
+
+
+def test_library_holds_every_sm_from_75_and_ptx(cuda_build):
     entries = _fatbin_entries(_library(cuda_build))
-    assert {("elf", 80), ("elf", 90), ("ptx", 90)} <= entries, sorted(entries)
+    expected = {("elf", sm) for sm in WHEEL_SMS} | {("ptx", 121)}
+    assert expected <= entries, sorted(expected - entries)
+
+
+def test_build_info_and_cuda_status_without_a_driver(cuda_build):
+    """OnnxSmoothL1BuildInfo says what the build holds; OnnxSmoothL1CudaStatus, on this
+    machine (no NVIDIA driver), says the kernels cannot run and why, instead of crashing."""
+    import ctypes
+    import json
+
+    lib = ctypes.CDLL(str(_library(cuda_build)))
+    lib.OnnxSmoothL1BuildInfo.restype = ctypes.c_char_p
+    info = json.loads(lib.OnnxSmoothL1BuildInfo())
+    assert info["cuda"]["compiled"] is True and info["ort_api_version"] == 21
+    assert info["eps"] == ["CPUExecutionProvider", "CUDAExecutionProvider"]
+    assert info["ops"] == ["SmoothL1Loss", "HuberLoss"]
+    assert info["cuda"]["archs"].split() == [f"{sm}-real" for sm in WHEEL_SMS] + ["121-virtual"]
+    buf = ctypes.create_string_buffer(512)
+    rc = lib.OnnxSmoothL1CudaStatus(buf, ctypes.c_size_t(len(buf)))
+    if Path("/dev/nvidiactl").exists():
+        pytest.skip("this machine has an NVIDIA driver: the no-driver message is not reachable")
+    message = buf.value.decode()
+    assert rc == 1, message
+    assert "driver" in message and "kernels built with CUDA 13" in message, message
 
 
 def test_launcher_host_checks(cuda_build):

@@ -3,8 +3,11 @@
 #   OFF  (default) nothing is built; the library registers the CPU kernel only
 #   AUTO build it when a CUDA compiler (nvcc) is found, else say why and go on CPU-only
 #   ON   build it or fail
-# Kernels (.cu, nvcc) are compiled for sm_80 and sm_90 machine code plus compute_90 PTX
-# (override with -DCMAKE_CUDA_ARCHITECTURES=...), and the CUDA runtime is linked statically,
+# Kernels (.cu, nvcc) are compiled for every GPU architecture nvcc 13 builds from sm_75 up
+# (machine code) plus compute_121 PTX, which the driver compiles for newer GPUs
+# (ONNX_SMOOTHL1_CUDA_ARCHS below; override with -DCMAKE_CUDA_ARCHITECTURES=...). The wheel
+# ships this list; the launcher test binary, which needs no portability, builds sm_75 and
+# sm_90 only. The CUDA runtime is linked statically,
 # so the library depends only on the driver (libcuda, loaded by cudart at first use) and
 # loads on machines without a GPU too. The ORT registration stays in smooth_l1_ops.cc
 # (host compiler, USE_CUDA): nvcc never sees the onnxruntime headers.
@@ -29,8 +32,13 @@ if(NOT CMAKE_CUDA_COMPILER)
   message(STATUS "onnx_smoothl1: CUDA kernel not built: no CUDA compiler (nvcc) found")
   return()
 endif()
+# sm_87/sm_88/sm_110 are NVIDIA's Arm SoCs (Jetson Orin, Thor): kept so that one list
+# serves every platform the library is built for.
+set(ONNX_SMOOTHL1_CUDA_ARCHS
+    75-real 80-real 86-real 87-real 88-real 89-real 90-real 100-real 103-real 110-real 120-real
+    121-real 121-virtual)
 if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES OR CMAKE_CUDA_ARCHITECTURES STREQUAL "")
-  set(CMAKE_CUDA_ARCHITECTURES 80-real 90-real 90-virtual)
+  set(CMAKE_CUDA_ARCHITECTURES ${ONNX_SMOOTHL1_CUDA_ARCHS})
 endif()
 enable_language(CUDA)
 find_package(CUDAToolkit REQUIRED)
@@ -48,7 +56,8 @@ target_compile_options(smoothl1_cuda_kernels PRIVATE
   $<$<COMPILE_LANGUAGE:CUDA>:-O3 --threads=0 -Xcompiler=-Wall -Xcompiler=-fno-math-errno>)
 
 target_sources(onnx_smoothl1_ops PRIVATE $<TARGET_OBJECTS:smoothl1_cuda_kernels>)
-target_compile_definitions(onnx_smoothl1_ops PRIVATE USE_CUDA)
+string(REPLACE ";" " " _sl1_archs "${CMAKE_CUDA_ARCHITECTURES}")
+target_compile_definitions(onnx_smoothl1_ops PRIVATE USE_CUDA ONNX_SMOOTHL1_CUDA_ARCHS="${_sl1_archs}")
 # -lcudart_static -lrt -ldl -lpthread; keep cudart's symbols out of the library's exports.
 target_link_libraries(onnx_smoothl1_ops PRIVATE CUDA::cudart_static)
 target_link_options(onnx_smoothl1_ops PRIVATE -Wl,--exclude-libs,ALL)
@@ -59,7 +68,8 @@ target_link_options(onnx_smoothl1_ops PRIVATE -Wl,--exclude-libs,ALL)
 if(ONNX_SMOOTHL1_BUILD_TESTS OR BUILD_TESTING)
   add_executable(smooth_l1_cuda_test cuda/test_cuda_kernels.cu)
   set_target_properties(smooth_l1_cuda_test PROPERTIES
-    CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON CUDA_RUNTIME_LIBRARY Static)
+    CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON CUDA_RUNTIME_LIBRARY Static
+    CUDA_ARCHITECTURES "75-real;90-real")
   target_compile_options(smooth_l1_cuda_test PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:--threads=0>)
   target_include_directories(smooth_l1_cuda_test PRIVATE "${CMAKE_CURRENT_SOURCE_DIR}"
                                                          "${CMAKE_CURRENT_SOURCE_DIR}/cuda")

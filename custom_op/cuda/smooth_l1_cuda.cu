@@ -664,6 +664,67 @@ static const SmoothL1CudaPlan* effective_plan(const Launch& L, SmoothL1CudaPlan*
   return tmp;
 }
 
+namespace smoothl1_cuda {
+namespace {
+// Oldest GPU the kernels are built for (CMAKE_CUDA_ARCHITECTURES starts at 75).
+constexpr int kMinSm = 75;
+// 1 once a device passed the check (a failed check is repeated: the message is cheap).
+std::atomic<int> g_device_ok[kMaxDevices];
+
+int check_device(int device, char* err, size_t err_len) {
+  if (device < 0 || device >= kMaxDevices)
+    return fail(err, err_len, "CUDA kernel: device ordinal %d out of range", device);
+  if (g_device_ok[device].load(std::memory_order_relaxed)) return 0;
+  int driver = 0;
+  cudaError_t st = cudaDriverGetVersion(&driver);
+  if (st != cudaSuccess || driver == 0)
+    return fail(err, err_len, "no NVIDIA driver found (%s): install the NVIDIA driver for "
+                "CUDA %d.%d or newer", cudaGetErrorString(st), CUDART_VERSION / 1000,
+                (CUDART_VERSION % 1000) / 10);
+  if (driver / 1000 < CUDART_VERSION / 1000)
+    return fail(err, err_len, "the NVIDIA driver supports CUDA %d.%d, but these kernels were "
+                "built with CUDA %d.%d: update the driver (CUDA %d needs driver >= 580)",
+                driver / 1000, (driver % 1000) / 10, CUDART_VERSION / 1000,
+                (CUDART_VERSION % 1000) / 10, CUDART_VERSION / 1000);
+  int major = 0, minor = 0;
+  SL1_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  SL1_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  if (major * 10 + minor < kMinSm)
+    return fail(err, err_len, "GPU %d is sm_%d%d; the kernels need sm_%d or newer (run the "
+                "model on the CPU provider instead)", device, major, minor, kMinSm);
+  g_device_ok[device].store(1, std::memory_order_relaxed);
+  return 0;
+}
+}  // namespace
+}  // namespace smoothl1_cuda
+
+extern "C" int smooth_l1_cuda_device_check(int device, char* err, size_t err_len) {
+  if (err && err_len) err[0] = '\0';
+  return smoothl1_cuda::check_device(device, err, err_len);
+}
+
+extern "C" int smooth_l1_cuda_runtime_version(void) { return CUDART_VERSION; }
+
+extern "C" int smooth_l1_cuda_host_status(char* msg, size_t msg_len) {
+  using smoothl1_cuda::fail;
+  if (msg && msg_len) msg[0] = '\0';
+  int driver = 0;
+  cudaDriverGetVersion(&driver);
+  int count = 0;
+  cudaError_t st = cudaGetDeviceCount(&count);
+  if (st != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky-free error state for later calls
+    return fail(msg, msg_len, "no usable GPU: %s", cudaGetErrorString(st));
+  }
+  if (count == 0) return fail(msg, msg_len, "no usable GPU: no CUDA device found");
+  if (smoothl1_cuda::check_device(0, msg, msg_len)) return 1;
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) prop.name[0] = '\0';
+  std::snprintf(msg, msg_len, "%s sm_%d%d, driver CUDA %d.%d", prop.name[0] ? prop.name : "GPU 0",
+                prop.major, prop.minor, driver / 1000, (driver % 1000) / 10);
+  return 0;
+}
+
 extern "C" int smooth_l1_cuda_loss_tuned(int loss, int dtype, int reduction, double param,
                                          const void* x, const void* y, void* out,
                                          const SmoothL1CudaPlan* plan, void* scratch,
@@ -674,6 +735,12 @@ extern "C" int smooth_l1_cuda_loss_tuned(int loss, int dtype, int reduction, dou
   if (smoothl1_cuda::prepare(L, loss, dtype, reduction, param, x, y, out, plan, scratch,
                              scratch_bytes, stream, tuning, err, err_len))
     return 1;
+  int device = 0;
+  cudaError_t st = cudaGetDevice(&device);
+  if (st != cudaSuccess)
+    return smoothl1_cuda::fail(err, err_len, "CUDA kernel: cudaGetDevice failed: %s (%s)",
+                               cudaGetErrorString(st), cudaGetErrorName(st));
+  if (smoothl1_cuda::check_device(device, err, err_len)) return 1;
   SmoothL1CudaPlan tmp;
   L.plan = effective_plan(L, &tmp);
   return smoothl1_cuda::dispatch(L);

@@ -100,6 +100,20 @@ int smooth_l1_cuda_loss_tuned(int loss, int dtype, int reduction, double param, 
                               void* scratch, size_t scratch_bytes, void* stream,
                               const SmoothL1CudaTuning* tuning, char* err, size_t err_len);
 
+/* Can the kernels run on `device`? 0 when they can; otherwise 1 and a message in err that
+ * names the problem and what to do: no CUDA driver or one older than the CUDA runtime the
+ * library was built with (CUDART_VERSION), or a GPU older than sm_75. Each launch checks its
+ * device once (cached), so these become ORT errors naming the node, never a wrong result. */
+int smooth_l1_cuda_device_check(int device, char* err, size_t err_len);
+
+/* What this host offers the kernels: 0 and "<gpu name> sm_XY, driver CUDA A.B" in msg when
+ * device 0 passes smooth_l1_cuda_device_check; 1 and the reason otherwise (no driver, no
+ * device, too old). For `onnx-smoothl1 doctor`. */
+int smooth_l1_cuda_host_status(char* msg, size_t msg_len);
+
+/* The CUDA runtime version the kernels were built with (CUDART_VERSION, e.g. 13000). */
+int smooth_l1_cuda_runtime_version(void);
+
 /* Grid size (blocks) the launcher would use for stage one on the current device; for tests. */
 int smooth_l1_cuda_grid_size(int dtype, int reduction, const SmoothL1CudaPlan* plan,
                              int64_t* blocks, char* err, size_t err_len);
