@@ -10,6 +10,7 @@ makes ready-made models, ``runtime`` runs them in onnxruntime (fused kernel or f
 
 from __future__ import annotations
 
+from .doctor import doctor
 from .exporter import export
 from .function import attach_function, make_function, make_huber_node, make_node
 from .fuse import FuseResult, fuse
@@ -17,6 +18,7 @@ from .inline import inline
 from .model import make_huber_model, make_model
 from .runtime import (
     CustomOpUnavailable,
+    OnnxRuntimeUnavailable,
     get_library_path,
     has_custom_op,
     inference_session,
@@ -31,8 +33,10 @@ __all__ = [
     "OP_TYPE",
     "REDUCTIONS",
     "CustomOpUnavailable",
+    "OnnxRuntimeUnavailable",
     "FuseResult",
     "attach_function",
+    "doctor",
     "export",
     "fuse",
     "get_library_path",

@@ -3,6 +3,11 @@
 The same model file runs both ways: when the compiled custom-op library is registered in the
 session, ORT resolves ``onnx_smoothl1::SmoothL1Loss`` to the fused kernel; when it is not,
 ORT inlines the model-local function. ``custom_op`` chooses which.
+
+onnxruntime is not a hard dependency of the package (docs/install.md): any one distribution
+of it (onnxruntime, onnxruntime-gpu, -openvino, -directml, -qnn, ...) provides the
+``onnxruntime`` module, and pip cannot express "any of these". So it is imported here, on
+first use, by :func:`onnxruntime_module`, which names the fix when it is missing or too old.
 """
 
 from __future__ import annotations
@@ -10,18 +15,22 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import re
 import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from types import ModuleType
+from typing import TYPE_CHECKING, Literal
 
 import ml_dtypes
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 from . import spec
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 ModelLike = onnx.ModelProto | bytes | str | os.PathLike
 CustomOp = bool | Literal["auto", "python"]
@@ -36,6 +45,43 @@ _SKIP_REASON_FILE = _LIB_DIR / "BUILD_SKIPPED.txt"
 
 class CustomOpUnavailable(RuntimeError):
     """The compiled custom-op library was required but is not built or not found."""
+
+
+#: The onnxruntime releases this package supports: the library is built on ORT API 21
+#: (onnxruntime 1.21); 1.32 is the newest tested. The ``cpu``/``gpu`` extras pin this range.
+ORT_MIN = (1, 21)
+ORT_MAX_TESTED = (1, 32)
+ORT_INSTALL_HINT = (
+    "pip install 'onnx-smoothl1[cpu]' (CPU) or 'onnx-smoothl1[gpu]' (NVIDIA GPU); an existing "
+    "onnxruntime-gpu, -openvino, -directml or -qnn install serves as well"
+)
+
+
+class OnnxRuntimeUnavailable(ImportError):
+    """No onnxruntime distribution is installed, or one older than :data:`ORT_MIN`."""
+
+
+def ort_version_tuple(version: str) -> tuple[int, int]:
+    """(major, minor) of an onnxruntime version string ("1.30.0" -> (1, 30))."""
+    parts = re.findall(r"\d+", version)[:2]
+    return (int(parts[0]), int(parts[1])) if len(parts) == 2 else (0, 0)
+
+
+def onnxruntime_module() -> ModuleType:
+    """The ``onnxruntime`` module; ``OnnxRuntimeUnavailable`` naming the fix when no
+    distribution provides it or it is older than 1.21 (the library's ORT API 21)."""
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise OnnxRuntimeUnavailable(f"onnxruntime is not installed ({exc}): {ORT_INSTALL_HINT}") from exc
+    version = getattr(onnxruntime, "__version__", "0")
+    if ort_version_tuple(version) < ORT_MIN:
+        raise OnnxRuntimeUnavailable(
+            f"onnxruntime {version} is older than {ORT_MIN[0]}.{ORT_MIN[1]}, the oldest onnx-smoothl1 "
+            f"supports (ORT API {ORT_MIN[1]}): pip install -U 'onnxruntime>={ORT_MIN[0]}.{ORT_MIN[1]}' "
+            "(or the -gpu/-openvino distribution you use)"
+        )
+    return onnxruntime
 
 
 def _library_candidate() -> tuple[Path | None, str]:
@@ -121,6 +167,7 @@ def inference_session(
     the session attribute ``smoothl1_path`` ("kernel", "function" or "python-op"); it says
     what was registered, ``profile_node_ops`` shows what actually ran.
     """
+    ort = onnxruntime_module()
     options = options if options is not None else ort.SessionOptions()
     data = _model_bytes(model)
     parsed = model if isinstance(model, onnx.ModelProto) else _parse_or_none(data)
@@ -288,6 +335,7 @@ def profile_node_ops(
     This is the proof of which path executed: with the kernel, the profile holds one
     ``SmoothL1Loss`` node event; with the function, it holds the inlined standard ops.
     """
+    ort = onnxruntime_module()
     with tempfile.TemporaryDirectory() as tmp:
         options = ort.SessionOptions()
         options.enable_profiling = True
@@ -314,6 +362,7 @@ def profile_node_ops(
 
 
 def _to_ort_value(array: object) -> ort.OrtValue:
+    ort = onnxruntime_module()
     if isinstance(array, ort.OrtValue):
         return array
     array = np.asarray(array, order="C")  # (ascontiguousarray would make rank 0 rank 1)

@@ -180,3 +180,17 @@ def test_cuda_build_runs_cpu_kernel(cuda_build, monkeypatch):
         ref = oracle.reference(x, y, beta=0.5, reduction=reduction)
         verdict = oracle.compare(outputs[0], ref, dtype="float32", reduction=reduction)
         assert verdict.ok, verdict.detail
+
+
+def test_doctor_with_cuda_library_on_cpu_only_runtime(cuda_build, monkeypatch):
+    """`onnx-smoothl1 doctor` with the CUDA-capable library and this CPU-only onnxruntime: the
+    CPU kernel runs (exit 0), the CUDA kernels are reported compiled in but not usable, and why."""
+    import onnx_smoothl1 as sl1
+    from onnx_smoothl1 import runtime
+
+    monkeypatch.setenv(runtime.LIBRARY_ENV, str(_library(cuda_build)))
+    report = sl1.doctor()
+    assert report.ok and report.library["cpu_kernel_ran"], report.problems
+    assert report.cuda["compiled"] is True and report.cuda["usable"] is False
+    assert report.cuda["archs"].startswith("75-real") and report.cuda["archs"].endswith("121-virtual")
+    assert "CUDAExecutionProvider" in report.cuda["why_not"], report.cuda

@@ -2,7 +2,8 @@
 
 - :mod:`.models`: make-model, make-models, run, info, demo;
 - :mod:`.export`: export, fuse, inline;
-- :mod:`.parity`: parity, bench.
+- :mod:`.parity`: parity, bench;
+- :mod:`.doctor`: doctor.
 
 Each group has ``add_commands(subparsers)``; adding a group is one module and one entry in
 ``GROUPS``.
@@ -14,13 +15,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import export, models, parity
+from ..runtime import OnnxRuntimeUnavailable
+from . import doctor, export, models, parity
 from ._common import UsageError
 from .models import READY_MADE, write_ready_made
 
 __all__ = ["GROUPS", "READY_MADE", "UsageError", "build_parser", "main", "write_ready_made"]
 
-GROUPS = (models, export, parity)
+GROUPS = (models, export, parity, doctor)
 
 
 def _version() -> str:
@@ -54,7 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except ValueError as exc:  # UsageError, and the library's errors naming an argument
+    except (ValueError, OnnxRuntimeUnavailable) as exc:
+        # UsageError, the library's errors naming an argument, and a missing/too old runtime
         print(f"onnx-smoothl1 {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0
