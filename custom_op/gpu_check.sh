@@ -41,8 +41,10 @@ fi
 START=$(date +%s)
 BUDGET=${GPU_CHECK_BUDGET:-540}
 # GPU_CHECK_STEPS=bench,pytest (comma-separated) reruns only those steps after the machine
-# check and the build (a rerun inside a short device lease); default: all. Keys: launcher,
-# bench, fnprofile, pytest, parity, memcheck, variants, ncu.
+# check (a rerun inside a short device lease); default: all. Keys: build, launcher, bench,
+# fnprofile, pytest, parity, memcheck, variants, ncu, wheel (the last needs no build: it
+# installs .gpu/wheel/*.whl, the wheel `make wheel` built, and runs doctor, the CUDA pytest
+# suite and the 2^28 benchmark on the library inside it: the shipped artifact).
 STEPS=${GPU_CHECK_STEPS:-all}
 want() { [[ "$STEPS" == all || ",$STEPS," == *",$1,"* ]]; }
 declare -a SUMMARY=()
@@ -147,7 +149,7 @@ export ORT_INC=$ROOT/third_party/ort/usr/include/onnxruntime
 export GEN_ARG=""
 command -v ninja > /dev/null && GEN_ARG="-G Ninja"
 # (a command, not a shell function, so that `timeout` can run it)
-if ! step "build (cmake, ONNX_SMOOTHL1_CUDA=ON)" 240 bash -c '
+if want build && ! step "build (cmake, ONNX_SMOOTHL1_CUDA=ON)" 240 bash -c '
   [[ -f "$ORT_INC/onnxruntime_lite_custom_op.h" ]] || { echo "missing $ORT_INC: carry third_party/ort"; exit 1; }
   [[ -n "$CMAKE" ]] || { echo "no cmake on this machine"; exit 1; }
   "$CMAKE" -S "$ROOT" -B "$ROOT/build/gpu" $GEN_ARG -DCMAKE_BUILD_TYPE=Release \
@@ -155,6 +157,32 @@ if ! step "build (cmake, ONNX_SMOOTHL1_CUDA=ON)" 240 bash -c '
     -DORT_INCLUDE_DIR="$ORT_INC" &&
   "$CMAKE" --build "$ROOT/build/gpu" -j "$(nproc)"'; then
   finish
+fi
+
+# --- 2b. the built wheel's library (the shipped artifact) ---------------------------------
+if want wheel; then
+  WHEEL=$(ls "$ROOT"/.gpu/wheel/onnx_smoothl1-*.whl 2>/dev/null | head -1)
+  if [[ -z "$WHEEL" ]]; then
+    echo "=== wheel: no .gpu/wheel/onnx_smoothl1-*.whl (copy dist/'s wheel there and carry .gpu)"
+    SUMMARY+=("FAIL     wheel missing")
+    FAILED=1
+  else
+    echo "=== wheel: $(basename "$WHEEL") ($(stat -c %s "$WHEEL") bytes)"
+    rm -rf /tmp/sl1wheel
+    step "wheel: pip install --target /tmp/sl1wheel" 60 \
+      "$PY" -m pip install -q --no-deps --no-index --no-compile --target /tmp/sl1wheel "$WHEEL"
+    WHEEL_LIB=/tmp/sl1wheel/onnx_smoothl1/lib/libonnx_smoothl1_ops.so
+    # doctor from the installed package (cwd outside the checkout, checkout off the path)
+    step "wheel: onnx-smoothl1 doctor (installed package)" 60 \
+      env -u ONNX_SMOOTHL1_LIBRARY PYTHONPATH="/tmp/ortgpu:/tmp/sl1wheel${EXTRA:+:$EXTRA}" \
+      bash -c 'cd /tmp && "$0" -m onnx_smoothl1.cli doctor' "$PY"
+    step "wheel: pytest -m cuda tests/test_cuda.py on the wheel's library" 150 \
+      env ONNX_SMOOTHL1_LIBRARY="$WHEEL_LIB" "$PY" -m pytest -m cuda tests/test_cuda.py -q -rfEs \
+      -p no:cacheprovider -k "not function_path"
+    STEP_OPTIONAL=1 step "wheel: benchmark 2^28 (benchmarks/gpu.py --sizes 28)" 90 \
+      env ONNX_SMOOTHL1_LIBRARY="$WHEEL_LIB" "$PY" benchmarks/gpu.py --sizes 28 --no-function \
+      --out "$RESULTS/wheel"
+  fi
 fi
 
 # --- 3. the launchers against a host double reference -------------------------------------

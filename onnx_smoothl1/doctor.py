@@ -190,6 +190,11 @@ def _run_kernels(report: Report, path: Any) -> None:
         report.problems.append(Problem(f"CUDA kernels cannot run here: {report.cuda['why_not']}",
                                        "the CPU kernel still serves CPUExecutionProvider sessions"))
         return
+    if hasattr(ort, "preload_dlls"):  # CUDA/cuDNN from the nvidia-* pip wheels, as ORT documents
+        try:
+            ort.preload_dlls()
+        except Exception as exc:  # the session below says what is missing
+            report.cuda["preload_dlls"] = str(exc)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")

@@ -7,6 +7,11 @@
 #    library is required here (ONNX_SMOOTHL1_REQUIRE_OPS=ON): a manylinux wheel without the
 #    kernel would be a pure-Python wheel with a platform tag. CMake's build tree stays in
 #    build/wheel/cmake, so a rebuild recompiles only what changed.
+#    The CUDA kernels go in too (ONNX_SMOOTHL1_CUDA=ON: every sm from 75 that nvcc 13 builds,
+#    plus compute_121 PTX, custom_op/cuda/cuda.cmake; cudart linked statically, so the wheel
+#    needs no CUDA libraries and the library still loads and serves the CPU kernel on hosts
+#    without a driver or GPU). That needs nvcc 13 on PATH (or CUDACXX);
+#    ONNX_SMOOTHL1_WHEEL_CUDA=OFF builds a CPU-only wheel where there is none.
 # 2. `auditwheel repair` into dist/: retags linux_x86_64 -> the most compatible manylinux tag
 #    the library's symbol versions allow (the py3-none part is kept: the library is an
 #    onnxruntime custom-op library, not a Python extension; pyproject's wheel.py-api = "py3").
@@ -39,9 +44,16 @@ rm -rf "$RAW"
 mkdir -p "$RAW" "$DIST"
 rm -f "$DIST"/onnx_smoothl1-*.whl
 
+CUDA=${ONNX_SMOOTHL1_WHEEL_CUDA:-ON}
+if [[ $CUDA == ON ]] && ! command -v "${CUDACXX:-nvcc}" >/dev/null 2>&1 && [[ ! -x /usr/local/cuda/bin/nvcc ]]; then
+  echo "build_wheel.sh: nvcc not found: the wheel carries the CUDA kernels and needs the CUDA 13" \
+       "toolkit (nvcc on PATH or CUDACXX); ONNX_SMOOTHL1_WHEEL_CUDA=OFF builds a CPU-only wheel" >&2
+  exit 2
+fi
 "$PY" -m pip wheel . --no-deps -q -w "$RAW" \
   -C build-dir=build/wheel/cmake \
-  -C cmake.define.ONNX_SMOOTHL1_REQUIRE_OPS=ON
+  -C cmake.define.ONNX_SMOOTHL1_REQUIRE_OPS=ON \
+  -C cmake.define.ONNX_SMOOTHL1_CUDA="$CUDA"
 shopt -s nullglob
 raw=("$RAW"/onnx_smoothl1-*.whl)
 if (( ${#raw[@]} != 1 )); then
