@@ -89,6 +89,13 @@ demo: $(STAMP)
 wheel: $(STAMP)
 	bash scripts/build_wheel.sh $(PY)
 
+# The built wheel in fresh venvs beside each onnxruntime distribution (tests/test_install_matrix.py:
+# onnxruntime-gpu and -openvino kept, [cpu] into an empty venv, version bounds, an old runtime).
+# Downloads ~0.5 GB of wheels, so it is not part of `make test`; .ci/run runs it after.
+.PHONY: test-install
+test-install: wheel
+	ONNX_SMOOTHL1_INSTALL_MATRIX=1 $(PY) -m pytest -q -p no:cacheprovider tests/test_install_matrix.py
+
 # Regenerates the checked-in ready-made models (tests fail if they drift).
 models: $(STAMP)
 	$(PY) -m onnx_smoothl1.cli make-models models
