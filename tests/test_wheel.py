@@ -76,7 +76,8 @@ def wheel() -> Path:
 
 @pytest.fixture(scope="module")
 def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv holding only the wheel and its PyPI dependencies (no torch, no pip).
+    """A fresh venv holding only the wheel and its PyPI dependencies (no torch, no pip),
+    installed as docs/install.md tells a user with no onnxruntime: ``<wheel>[cpu]``.
 
     The test suite's own pip installs into it (``pip --python``), pinned by constraints.txt;
     ``--no-compile`` skips byte-compiling onnx/numpy/sympy, a third of the install time.
@@ -85,11 +86,31 @@ def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True, timeout=120)
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(env_dir / "bin" / "python"), "install", "-q",
-         "--no-compile", "--disable-pip-version-check", "-c", str(ROOT / "constraints.txt"), str(wheel)],
+         "--no-compile", "--disable-pip-version-check", "-c", str(ROOT / "constraints.txt"), f"{wheel}[cpu]"],
         capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, f"pip install {wheel.name} failed:\n{proc.stderr[-3000:]}"
     return env_dir
+
+
+def test_wheel_carries_the_cuda_kernels_and_stays_small(wheel: Path, tmp_path: Path):
+    """`make wheel` builds the CUDA kernels in (every sm from 75 + PTX) unless told not to
+    (ONNX_SMOOTHL1_WHEEL_CUDA=OFF, for machines without nvcc); the wheel stays under 10 MB."""
+    import ctypes
+    import json
+
+    assert wheel.stat().st_size < 10 * 2**20, f"{wheel.name}: {wheel.stat().st_size} bytes"
+    with zipfile.ZipFile(wheel) as zf:
+        lib = tmp_path / "lib.so"
+        lib.write_bytes(zf.read(LIB_IN_WHEEL))
+    handle = ctypes.CDLL(str(lib))
+    handle.OnnxSmoothL1BuildInfo.restype = ctypes.c_char_p
+    info = json.loads(handle.OnnxSmoothL1BuildInfo())
+    if os.environ.get("ONNX_SMOOTHL1_WHEEL_CUDA", "ON") == "OFF":
+        pytest.skip("wheel built with ONNX_SMOOTHL1_WHEEL_CUDA=OFF")
+    assert info["cuda"]["compiled"], info
+    archs = info["cuda"]["archs"].split()
+    assert archs[0] == "75-real" and archs[-1] == "121-virtual" and "90-real" in archs, archs
 
 
 def _in_venv(venv: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -202,6 +223,16 @@ def test_cli_runs_from_the_installed_wheel(venv: Path, wheel: Path, tmp_path: Pa
     assert "FAIL" not in proc.stdout, proc.stdout
     kernel_row = next(line for line in proc.stdout.splitlines() if line.startswith("ort-kernel "))
     assert "PASS" in kernel_row and "unsupported" not in kernel_row, kernel_row
+
+    # doctor: the installed wheel's library, its CUDA kernels compiled in but not usable here
+    proc = _in_venv(venv, exe, "doctor", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["library"]["path"].startswith(str(venv)), report["library"]
+    assert report["library"]["cpu_kernel_ran"] and report["onnxruntime"]["distributions"] == {
+        "onnxruntime": report["onnxruntime"]["version"]}, report
+    if os.environ.get("ONNX_SMOOTHL1_WHEEL_CUDA", "ON") != "OFF":
+        assert report["cuda"]["compiled"] and not report["cuda"]["usable"], report["cuda"]
 
 
 def test_version_flag_falls_back_to_dunder_version(monkeypatch, capsys):
