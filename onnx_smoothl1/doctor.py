@@ -43,7 +43,8 @@ class Problem:
 
 @dataclass
 class Report:
-    """What :func:`doctor` found. ``ok``: the fused kernel ran in this onnxruntime."""
+    """What :func:`doctor` found. ``ok``: the fused kernel ran in this onnxruntime, and only one
+    distribution provides the onnxruntime module."""
 
     ok: bool = False
     package: dict[str, Any] = field(default_factory=dict)
@@ -224,7 +225,9 @@ def doctor(*, print_report: bool = False) -> Report:
         except md.PackageNotFoundError:
             module = name.replace("-", "_")
             report.optional[name] = "present" if importlib.util.find_spec(module) else None
-    report.ok = bool(report.library.get("cpu_kernel_ran"))
+    # Two distributions writing one onnxruntime module is a broken install even when the CPU
+    # kernel happens to run (the GPU provider of one of them is typically gone).
+    report.ok = bool(report.library.get("cpu_kernel_ran")) and len(report.onnxruntime.get("distributions", {})) <= 1
     if print_report:
         print(format_report(report))
     return report
@@ -264,5 +267,5 @@ def format_report(report: Report) -> str:
             lines.append(f"  - {p.what}")
             lines.append(f"    fix: {p.fix}")
     lines.append("OK: the fused kernel runs in this onnxruntime" if report.ok
-                 else "NOT OK: the fused kernel does not run here (see problems)")
+                 else "NOT OK: see the problems above")
     return "\n".join(lines)

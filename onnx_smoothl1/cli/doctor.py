@@ -23,7 +23,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         description="Checks which onnxruntime distribution is installed (and whether two clash), "
         "whether the custom-op library loads, registers and runs its CPU kernel, whether its CUDA "
         "kernels are compiled in and usable here, and which optional packages are present; prints "
-        "what to do about each problem. Exit 0 when the fused kernel runs, 1 otherwise. "
+        "what to do about each problem. Exit 0 when the fused kernel runs (and no two onnxruntime "
+        "distributions clash), 1 otherwise. "
         "Example: onnx-smoothl1 doctor --json",
     )
     p.add_argument("--json", action="store_true", help="print the findings as JSON instead of text")
