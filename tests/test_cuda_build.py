@@ -194,3 +194,34 @@ def test_doctor_with_cuda_library_on_cpu_only_runtime(cuda_build, monkeypatch):
     assert report.cuda["compiled"] is True and report.cuda["usable"] is False
     assert report.cuda["archs"].startswith("75-real") and report.cuda["archs"].endswith("121-virtual")
     assert "CUDAExecutionProvider" in report.cuda["why_not"], report.cuda
+
+
+def test_cuda_library_needs_no_glibc_newer_than_2_17(cuda_build):
+    """cudart_static's pthread/dl/rt calls are bound to their pre-2.34 versions through the
+    link-time stubs of custom_op/cuda/glibc_compat.cmake (else glibc >= 2.34 hosts would build
+    a manylinux_2_34 library), and the stubs stay out of the result: the library needs the
+    system's real libpthread.so.0/libdl.so.2/librt.so.1 and has no RPATH into the build tree."""
+    import re
+
+    lib = _library(cuda_build)
+    versions = _run(["readelf", "-V", "-W", str(lib)], timeout=60).stdout
+    needs = versions[versions.index(".gnu.version_r"):] if ".gnu.version_r" in versions else ""
+    required: dict[str, set[str]] = {}
+    for line in needs.splitlines():
+        if m := re.search(r"File: (\S+)", line):
+            current = required.setdefault(m.group(1), set())
+        elif m := re.search(r"Name: (GLIBC_[0-9.]+)", line):
+            current.add(m.group(1))
+    glibc = {v for vs in required.values() for v in vs}
+    assert glibc, versions
+    newest = max(glibc, key=lambda v: tuple(int(p) for p in v[len("GLIBC_"):].split(".")))
+    assert tuple(int(p) for p in newest[len("GLIBC_"):].split(".")) <= (2, 17), (newest, required)
+
+    dynamic = _run(["readelf", "-d", "-W", str(lib)], timeout=60).stdout
+    assert "RPATH" not in dynamic and "RUNPATH" not in dynamic, dynamic
+    needed = set(re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", dynamic))
+    system = {"libc.so.6", "libpthread.so.0", "libdl.so.2", "librt.so.1", "libm.so.6",
+              "libstdc++.so.6", "libgcc_s.so.1", "ld-linux-x86-64.so.2", "ld-linux-aarch64.so.1"}
+    assert needed <= system, needed - system
+    resolved = _run(["ldd", str(lib)], timeout=60).stdout
+    assert "glibc_stubs" not in resolved and "not found" not in resolved, resolved

@@ -61,6 +61,8 @@ target_compile_definitions(onnx_smoothl1_ops PRIVATE USE_CUDA ONNX_SMOOTHL1_CUDA
 # -lcudart_static -lrt -ldl -lpthread; keep cudart's symbols out of the library's exports.
 target_link_libraries(onnx_smoothl1_ops PRIVATE CUDA::cudart_static)
 target_link_options(onnx_smoothl1_ops PRIVATE -Wl,--exclude-libs,ALL)
+# Bind cudart's pthread/dl/rt calls to their pre-2.34 glibc versions (loads on glibc < 2.34).
+include("${CMAKE_CURRENT_LIST_DIR}/glibc_compat.cmake")
 
 # The standalone launcher test (custom_op/cuda/test_cuda_kernels.cu, which includes
 # smooth_l1_cuda.cu itself): host checks anywhere, kernel checks where a GPU is present (SKIP
