@@ -16,6 +16,7 @@ import ctypes
 import json
 import os
 import re
+import sys
 import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
@@ -67,6 +68,18 @@ def ort_version_tuple(version: str) -> tuple[int, int]:
     return (int(parts[0]), int(parts[1])) if len(parts) == 2 else (0, 0)
 
 
+_QUIET_LOGS = False
+
+
+def quiet_onnxruntime_logs() -> None:
+    """Keep onnxruntime's own (ANSI-coloured) log lines off stderr: errors still reach the
+    caller as exceptions. The command line calls this unless ``--debug``."""
+    global _QUIET_LOGS
+    _QUIET_LOGS = True
+    if "onnxruntime" in sys.modules:
+        sys.modules["onnxruntime"].set_default_logger_severity(4)
+
+
 def onnxruntime_module() -> ModuleType:
     """The ``onnxruntime`` module; ``OnnxRuntimeUnavailable`` naming the fix when no
     distribution provides it or it is older than 1.21 (the library's ORT API 21)."""
@@ -81,6 +94,8 @@ def onnxruntime_module() -> ModuleType:
             f"supports (ORT API {ORT_MIN[1]}): pip install -U 'onnxruntime>={ORT_MIN[0]}.{ORT_MIN[1]}' "
             "(or the -gpu/-openvino distribution you use)"
         )
+    if _QUIET_LOGS:
+        onnxruntime.set_default_logger_severity(4)
     return onnxruntime
 
 
@@ -181,11 +196,22 @@ def inference_session(
         session = ort.InferenceSession(
             data, sess_options=options, providers=list(providers or ["CPUExecutionProvider"])
         )
-    except UnicodeDecodeError as exc:  # onnxruntime quoting corrupt names from the model
-        raise ValueError(
-            f"onnxruntime rejected the model with a message that is not valid UTF-8 (corrupt "
-            f"model bytes?): {exc.object[:300].decode('utf-8', 'replace')}"
-        ) from exc
+    except Exception as exc:
+        text = str(exc)
+        if "is not a registered function/op" in text and spec.DOMAIN in text and chosen != "kernel":
+            # a custom_op-mode export (node, no function) without the library registered
+            raise CustomOpUnavailable(
+                f"the model's {spec.DOMAIN} node has no function attached (exported with "
+                "mode='custom_op'), so it needs the custom-op library: register it "
+                "(custom_op=True, `onnx-smoothl1 run --custom-op`) or re-export with mode='function' "
+                f"[onnxruntime: {' '.join(text.split())[:300]}]"
+            ) from exc
+        if isinstance(exc, UnicodeDecodeError):  # onnxruntime quoting corrupt names from the model
+            raise ValueError(
+                f"onnxruntime rejected the model with a message that is not valid UTF-8 (corrupt "
+                f"model bytes?): {exc.object[:300].decode('utf-8', 'replace')}"
+            ) from exc
+        raise
     session.smoothl1_path = chosen
     if chosen == "python-op" and parsed is not None:
         # The Python op cannot raise (onnxruntime-extensions aborts the process on any

@@ -77,6 +77,30 @@ def check_loss(loss: object, *, name: str = "loss") -> str:
     return loss
 
 
+def check_float32_attribute(value: float, *, name: str) -> float:
+    """``value`` unchanged, or ``ValueError`` when storing it as the node's float32 attribute
+    would change it beyond rounding: a finite value that overflows to inf, a non-zero one that
+    underflows to 0, or one that lands among float32's subnormals (relative error > 2^-23).
+
+    Decided (issue 22): refused, not warned about, in the API and the command line alike: a
+    loss whose threshold silently became inf or 0 computes a different function.
+    """
+    if not math.isfinite(value) or value == 0:
+        return value
+    with np.errstate(over="ignore", under="ignore"):
+        stored = float(np.float32(value))
+    if math.isinf(stored):
+        raise ValueError(f"{name}={value!r} does not fit the node's float32 attribute (it would be "
+                         f"stored as inf); the largest float32 is {float(np.finfo(np.float32).max):.8g}")
+    if stored == 0.0:
+        raise ValueError(f"{name}={value!r} underflows the node's float32 attribute to 0; use 0 for "
+                         f"plain L1 or a value >= {float(np.finfo(np.float32).tiny):.8g}")
+    if abs(stored - value) > abs(value) * 2.0**-23:
+        raise ValueError(f"{name}={value!r} would be stored as {stored!r} (a float32 subnormal, off by "
+                         f"more than one unit); use a value >= {float(np.finfo(np.float32).tiny):.8g}")
+    return value
+
+
 def check_beta(beta: object, *, name: str = "beta") -> float:
     """Return ``beta`` as a float, or raise ``ValueError`` naming the argument.
 
@@ -88,7 +112,7 @@ def check_beta(beta: object, *, name: str = "beta") -> float:
     value = float(beta)
     if math.isnan(value) or value < 0:
         raise ValueError(f"{name} must be a float >= 0, got {value!r}")
-    return value
+    return check_float32_attribute(value, name=name)
 
 
 def check_delta(delta: object, *, name: str = "delta") -> float:
@@ -104,7 +128,7 @@ def check_delta(delta: object, *, name: str = "delta") -> float:
     value = float(delta)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite float > 0, got {value!r}")
-    return value
+    return check_float32_attribute(value, name=name)
 
 
 def check_loss_param(op_type: str, value: object, *, name: str | None = None) -> float:

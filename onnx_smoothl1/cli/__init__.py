@@ -12,10 +12,11 @@ Each group has ``add_commands(subparsers)``; adding a group is one module and on
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
-from ..runtime import OnnxRuntimeUnavailable
+from ..runtime import OnnxRuntimeUnavailable, quiet_onnxruntime_logs
 from . import doctor, export, models, parity
 from ._common import UsageError
 from .models import READY_MADE, write_ready_made
@@ -45,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
         "and onnx_smoothl1::HuberLoss.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("-v", "--verbose", dest="verbose_global", action="store_true",
+                        help="show tracebacks and onnxruntime's log (also: --debug anywhere)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
         group.add_commands(sub)
@@ -52,12 +55,49 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. A user's mistake (bad argument, unreadable or unwritable file, missing
+    runtime) is one line on stderr and exit 2; Ctrl-C is one line and exit 130; anything else
+    is an internal error, one line and exit 1. ``--debug`` (anywhere) or ``-v`` before the
+    command shows the traceback and onnxruntime's own log instead."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args_list or bool(os.environ.get("ONNX_SMOOTHL1_DEBUG"))
+    args_list = [a for a in args_list if a != "--debug"]
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_list)
+    debug = debug or args.verbose_global
+    if not debug:
+        quiet_onnxruntime_logs()
+    command = getattr(args, "command", "")
     try:
         args.func(args)
     except (ValueError, OnnxRuntimeUnavailable) as exc:
-        # UsageError, the library's errors naming an argument, and a missing/too old runtime
-        print(f"onnx-smoothl1 {args.command}: error: {exc}", file=sys.stderr)
+        # UsageError, FileError, the library's errors naming an argument, a missing runtime
+        if debug:
+            raise
+        print(f"onnx-smoothl1 {command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file-system problem not caught closer to its cause
+        if debug:
+            raise
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"onnx-smoothl1 {command}: error:{where} {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"onnx-smoothl1 {command}: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit:
+        raise
+    except Exception as exc:  # a bug: say so in one line, the traceback with --debug
+        if debug:
+            raise
+        print(f"onnx-smoothl1 {command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
+              "(run again with --debug for the traceback)", file=sys.stderr)
+        return 1
     return 0
+
+
+def _one_line(exc: BaseException, limit: int = 600) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -104,12 +104,15 @@ def load_factory(target: str) -> tuple[Any, tuple | None]:
 def _cmd_export(args: argparse.Namespace) -> None:
     import torch
 
-    from ..exporter import count_loss_nodes, export
+    from ..exporter import export
 
     module, example = load_factory(args.target)
     dtype = getattr(torch, spec.check_dtype(args.dtype))
     if args.args_shape:
         example = tuple(torch.randn(_parse_shape(s)).to(dtype) for s in args.args_shape)
+        # --dtype is the model's element type: the module's parameters follow the inputs
+        # (else torch.onnx meets float32 weights and float64 inputs: "inconsistent type").
+        module = module.to(dtype)
     if example is None:
         raise UsageError("give --args-shape for each input (or let FACTORY return (module, args))")
     dynamic_shapes = None
@@ -139,29 +142,31 @@ def _cmd_export(args: argparse.Namespace) -> None:
         raise UsageError(f"torch.onnx.export failed: {_root_cause(exc)}") from exc
     save(model, args.output)
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    print(
-        f"wrote {args.output}: {count_loss_nodes(model)} SmoothL1Loss node(s), mode {args.mode}, "
-        f"opset {opset}, {len(model.graph.node)} nodes"
-    )
+    counts = {op: 0 for op in spec.LOSS_OP_TYPES}
+    for node in spec.walk_nodes(model.graph.node):
+        if spec.is_loss_node(node):
+            counts[node.op_type] += 1
+    found = ", ".join(f"{n} {op} node(s)" for op, n in counts.items() if n) or "no loss nodes"
+    print(f"wrote {args.output}: {found}, mode {args.mode}, opset {opset}, {len(model.graph.node)} nodes")
 
 
 def _cmd_fuse(args: argparse.Namespace) -> None:
     from ..fuse import fuse
 
-    model = _load_model(args.input)
+    model = _load_model(args.input, arg="IN")
     before = len(model.graph.node)
     try:
         fused, count = fuse(model, l1=args.l1)
     except Exception as exc:  # a malformed model trips onnx_ir / the rewriter / the checker
         raise UsageError(f"IN: cannot fuse {args.input}: {_root_cause(exc)}") from exc
-    save(fused, args.output)
+    save(fused, args.output, arg="OUT")
     print(f"fused {count} loss(es): {before} -> {len(fused.graph.node)} nodes; wrote {args.output}")
 
 
 def _cmd_inline(args: argparse.Namespace) -> None:
     from ..inline import declare_input_shapes, inline, parse_input_shapes
 
-    model = _load_model(args.input)
+    model = _load_model(args.input, arg="IN")
     shapes = None
     if args.input_shape:
         try:
@@ -173,7 +178,7 @@ def _cmd_inline(args: argparse.Namespace) -> None:
         out = inline(model, fold=not args.no_fold, input_shapes=shapes)
     except Exception as exc:  # a malformed model trips the inliner / optimizer / checker
         raise UsageError(f"IN: cannot inline {args.input}: {_root_cause(exc)}") from exc
-    save(out, args.output)
+    save(out, args.output, arg="OUT")
     print(f"inlined: {len(model.graph.node)} -> {len(out.graph.node)} nodes, no {spec.DOMAIN} "
           f"domain; wrote {args.output}")
 

@@ -45,13 +45,15 @@ def _cmd_make_model(args: argparse.Namespace) -> None:
 
 def write_ready_made(directory: str | Path) -> list[Path]:
     """Write the ready-made models of ``READY_MADE`` into ``directory`` (deterministic bytes)."""
+    from ..files import check_writable
     from ..model import make_huber_model, make_model
 
+    check_writable(Path(directory) / next(iter(READY_MADE)), arg="DIRECTORY")
     written = []
     for name, kwargs in READY_MADE.items():
         path = Path(directory) / name
         maker = make_huber_model if "delta" in kwargs else make_model
-        save(maker(**kwargs), str(path))  # type: ignore[arg-type]
+        save(maker(**kwargs), str(path), arg="DIRECTORY")  # type: ignore[arg-type]
         written.append(path)
     return written
 
@@ -83,6 +85,16 @@ def _feed(model: onnx.ModelProto, arrays: Sequence[np.ndarray]) -> dict[str, np.
             raise UsageError(
                 f"input {value.name!r} must be {expected} (the model's type), got {array.dtype}"
             )
+        if value.type.tensor_type.HasField("shape"):
+            dims = value.type.tensor_type.shape.dim
+            if len(dims) != array.ndim or any(
+                d.HasField("dim_value") and d.dim_value != n for d, n in zip(dims, array.shape)
+            ):
+                declared = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
+                raise UsageError(
+                    f"input {value.name!r}: the model declares shape {declared} (rank {len(dims)}), "
+                    f"got an array of shape {list(array.shape)}"
+                )
         feeds[value.name] = array
     return feeds
 
@@ -107,7 +119,12 @@ def _cmd_run(args: argparse.Namespace) -> None:
         raise UsageError(str(exc)) from exc
     except Exception as exc:  # onnxruntime reports bad inputs as its own exception types
         raise UsageError(f"onnxruntime failed: {exc}") from exc
-    path = "fused kernel (custom op library)" if ran_fused_kernel(ops) else "ONNX function (standard ops)"
+    if not any(spec.is_loss_node(n) for n in spec.walk_nodes(model.graph.node)):
+        path = f"no {spec.DOMAIN} loss node in this model (ran as a plain ONNX graph)"
+    elif ran_fused_kernel(ops):
+        path = "fused kernel (custom op library)"
+    else:
+        path = "ONNX function (standard ops)"
     for out in outputs:
         print(np.array2string(np.asarray(out), threshold=20))
     print(f"path: {path}")

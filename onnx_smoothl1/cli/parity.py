@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..files import check_writable, write_text
 from ._common import UsageError
 from ._common import load_model as _load_model
 from ._common import load_npy as _load_npy
@@ -34,6 +35,11 @@ def _cmd_parity(args: argparse.Namespace) -> None:
         if args.write_cases is not None:
             _write_cases(args.write_cases, dtypes, args.quick, losses)
             return
+        # Output paths are checked before the grid runs (minutes), not after.
+        if args.report:
+            check_writable(args.report, arg="--report")
+        if args.json:
+            check_writable(args.json, arg="--json")
         # One unit per (case, path) result: the compiler paths run after the others.
         total = len(parity.grid(dtypes, quick=args.quick, losses=losses)) * len(paths or parity.PATHS)
         with progress.bar(total, "parity", quiet=args.quiet or args.verbose, unit="result") as bar:
@@ -51,10 +57,12 @@ def _cmd_parity(args: argparse.Namespace) -> None:
         if args.json:
             import json
 
-            _write(args.json, json.dumps(report.to_json(), indent=2, default=float))
+            _write(args.json, json.dumps(report.to_json(), indent=2, default=float), arg="--json")
         if not report.ok:
             raise SystemExit(1)
         return
+    if args.report:
+        check_writable(args.report, arg="--report")
     model = _load_model(args.model)
     given = {}
     for item in _split(args.inputs) or []:
@@ -80,9 +88,8 @@ def _write_cases(directory: str, dtypes: list[str], quick: bool, losses: list[st
           f"output_0.pb) under {directory}")
 
 
-def _write(path: str, text: str) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(text + ("" if text.endswith("\n") else "\n"))
+def _write(path: str, text: str, arg: str = "--report") -> None:
+    write_text(path, text, arg=arg)
     print(f"wrote {path}")
 
 
