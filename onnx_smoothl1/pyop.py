@@ -115,7 +115,15 @@ def register(dtypes: Iterable[object] = SUPPORTED_DTYPES) -> list[str]:
     onnxruntime-extensions, and for non-float types.
     """
     names = _check_dtypes(list(dtypes) if not isinstance(dtypes, str) else [dtypes])
-    from onnxruntime_extensions import PyCustomOpDef, onnx_op
+    try:
+        from onnxruntime_extensions import PyCustomOpDef, onnx_op
+    except ImportError as exc:  # an optional extra
+        from .runtime import CustomOpUnavailable
+
+        raise CustomOpUnavailable(
+            f"custom_op='python' needs onnxruntime-extensions, which is not installed ({exc}): "
+            "pip install 'onnx-smoothl1[pyop]'"
+        ) from exc
 
     kinds = {"float32": PyCustomOpDef.dt_float, "float64": PyCustomOpDef.dt_double}
     bodies = {spec.OP_TYPE: _op_body, spec.HUBER_OP_TYPE: _huber_op_body}

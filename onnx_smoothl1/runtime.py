@@ -184,6 +184,8 @@ def inference_session(
     """
     ort = onnxruntime_module()
     options = options if options is not None else ort.SessionOptions()
+    if _QUIET_LOGS:  # the command line: errors come back as exceptions, not ORT log lines
+        options.log_severity_level = max(options.log_severity_level, 4)
     data = _model_bytes(model)
     parsed = model if isinstance(model, onnx.ModelProto) else _parse_or_none(data)
     check_nodes(parsed)

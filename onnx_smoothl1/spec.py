@@ -3,7 +3,7 @@
 Two op types share one domain: ``SmoothL1Loss`` (attributes ``beta``, ``reduction``) and
 ``HuberLoss`` (``delta``, ``reduction``). Every stage (function builder, model maker,
 exporters, runtime helpers, C++ kernel tests) validates against these names and values, so a
-change to the contract is a change here. The behaviour itself is specified in ``SPEC.md``
+change to the contract is a change here. The behaviour itself is specified in ``docs/spec.md``
 (PyTorch's ``smooth_l1_loss`` and ``huber_loss``).
 """
 

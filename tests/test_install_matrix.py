@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _wheel import wheel_copy
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("ONNX_SMOOTHL1_INSTALL_MATRIX") != "1",
@@ -150,15 +150,10 @@ def matrix_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def wheel(matrix_dir: Path) -> Path:
-    """A copy of dist/'s wheel (another process may rebuild dist/ while this runs)."""
-    wheels = sorted(DIST.glob(WHEEL_GLOB)) if DIST.is_dir() else []
-    assert len(wheels) == 1, (
-        f"need exactly one {WHEEL_GLOB} in {DIST}, found {[w.name for w in wheels]}: "
-        "build it with `make wheel` (bash scripts/build_wheel.sh .venv/bin/python)"
-    )
+    """A copy of dist/'s wheel, rebuilt first when stale (tests/_wheel.py)."""
     dest = matrix_dir / "wheel"
     dest.mkdir()
-    return Path(shutil.copy2(wheels[0], dest / wheels[0].name))
+    return wheel_copy(dest)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from ..runtime import OnnxRuntimeUnavailable, quiet_onnxruntime_logs
 from . import doctor, export, models, parity
@@ -39,8 +40,15 @@ def _version() -> str:
         return __version__
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (usage is one --help away), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="onnx-smoothl1",
         description="PyTorch's SmoothL1Loss and HuberLoss as the ONNX nodes onnx_smoothl1::SmoothL1Loss "
         "and onnx_smoothl1::HuberLoss.",

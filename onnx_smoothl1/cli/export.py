@@ -102,7 +102,11 @@ def load_factory(target: str) -> tuple[Any, tuple | None]:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    import torch
+    try:
+        import torch
+    except ImportError as exc:  # torch is an optional extra
+        raise UsageError(f"export needs PyTorch, which is not installed ({exc}): pip install torch==2.13.0 "
+                         "(any torch >= 2.4 works; an unpinned `pip install torch` pulls a CUDA build)") from exc
 
     from ..exporter import export
 

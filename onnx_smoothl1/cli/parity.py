@@ -63,7 +63,7 @@ def _cmd_parity(args: argparse.Namespace) -> None:
         return
     if args.report:
         check_writable(args.report, arg="--report")
-    model = _load_model(args.model)
+    model = _load_model(args.model, arg="--model")
     given = {}
     for item in _split(args.inputs) or []:
         name, sep, file = item.partition("=")
