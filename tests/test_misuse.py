@@ -168,6 +168,8 @@ ARG_CASES = {
     "export bad shape": (["export", "{dir}/nope.py:make", "--args-shape", "a,b", "-o", "{out}"], []),
     "parity unknown path": (["parity", "--paths", "nope"], ["--paths", "nope"]),
     "parity unknown dtype": (["parity", "--dtypes", "int8"], ["--dtypes"]),
+    "parity path not available here": (["parity", "--quick", "--paths", "ort-cuda"], ["--paths", "ort-cuda",
+                                                                                     "--allow-missing"]),
     "parity unknown loss": (["parity", "--losses", "mse"], ["--losses"]),
     "parity report is a directory": (["parity", "--quick", "--report", "{dir}"], ["--report", "directory"]),
     "parity json under a file": (["parity", "--quick", "--json", "{afile}/p.json"], ["--json", "is a file"]),
@@ -193,6 +195,11 @@ def test_argument_misuse(case, files, tmp_path):
     assert_misuse(proc, *[n.format(**names) for n in needles])
     assert not out.exists(), "an output file was written"
     assert {p.name for p in tmp_path.iterdir()} == before, "a (temporary) file was left behind"
+
+
+def test_misspelt_name_in_the_disable_variable(tmp_path):
+    proc = cli("parity", "--quick", "--paths", "torch", cwd=tmp_path, env={"ONNX_SMOOTHL1_PARITY_DISABLE": "trac"})
+    assert_misuse(proc, "ONNX_SMOOTHL1_PARITY_DISABLE", "trac")
 
 
 def test_export_without_torch(files, tmp_path):
@@ -307,3 +314,40 @@ def test_file_size_limit_keeps_the_old_file(files, tmp_path):
     assert_misuse(proc, "-o/--output", "ulimit -f")
     assert out.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+def test_ctrl_c_during_parity_writes_a_partial_report(tmp_path):
+    """SIGINT while the grid runs: one line, exit 130, no traceback, and the --report/--json
+    asked for hold the results done so far, marked partial."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "onnx_smoothl1", "parity", "--quick", "-v", "--paths",
+                             "torch", "ort-function", "onnx-reference", "--report", "r.md", "--json", "r.json"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 300
+    seen = 0
+    while seen < 20 and time.monotonic() < deadline:  # the grid has started: -v prints each result
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen += line.startswith("  ")
+    assert seen >= 20, "the grid never started"
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("parity did not stop after SIGINT")
+    assert proc.returncode == 130, (proc.returncode, out[-2000:], err[-2000:])
+    assert "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == "onnx-smoothl1 parity: interrupted", err[-2000:]
+    import json
+
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["partial"] is True and report["ok"] is False
+    markdown = (tmp_path / "r.md").read_text()
+    assert "PARTIAL: interrupted (Ctrl-C) after" in markdown
+    done = sum(c["passed"] + c["failed"] + c["unsupported"] for c in report["cells"].values())
+    assert 0 < done < report["cases"] * 3, done

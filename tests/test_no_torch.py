@@ -69,7 +69,11 @@ def test_demo_without_torch():
 
 
 def test_parity_without_torch():
-    proc = _cli("parity", "--quick", "--paths", "torch", "ort-function", "ort-kernel", "onnx-reference")
+    # torch named in --paths but not installed: an error, naming it, unless --allow-missing
+    proc = _cli("parity", "--quick", "--paths", "torch", "ort-function")
+    assert proc.returncode == 2 and "--paths: torch is not available here" in proc.stderr, proc.stderr[-2000:]
+    proc = _cli("parity", "--quick", "--allow-missing", "--paths", "torch", "ort-function", "ort-kernel",
+                "onnx-reference")
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     torch_row = next(line for line in proc.stdout.splitlines() if line.startswith("torch "))
     assert "unsupported: torch is not installed" in torch_row

@@ -21,6 +21,16 @@ def _cmd_parity(args: argparse.Namespace) -> None:
         unknown = [p for p in paths if p not in parity.PATHS]
         if unknown:
             raise UsageError(f"--paths: unknown {', '.join(unknown)}; choose from {', '.join(parity.PATHS)}")
+        if not args.allow_missing:  # a path asked for by name must run (or say why not)
+            for name in paths:
+                path = parity.PATHS[name]()
+                try:
+                    reason = path.unavailable
+                finally:
+                    path.close()
+                if reason is not None:
+                    raise UsageError(f"--paths: {name} is not available here: {reason} "
+                                     "(add --allow-missing to run the other paths)")
     if args.write_cases is not None and args.model is not None:
         raise UsageError("--write-cases writes the grid; it does not take --model")
     if args.model is None:
@@ -48,9 +58,22 @@ def _cmd_parity(args: argparse.Namespace) -> None:
                     print(f"  {label}", file=sys.stderr)
                 bar.done(count=units)
 
-            report = parity.run_grid(
-                dtypes, paths=paths, quick=args.quick, losses=losses, progress=done, now=bar.now
-            )
+            from ..parity.run import GridInterrupted
+
+            try:
+                report = parity.run_grid(
+                    dtypes, paths=paths, quick=args.quick, losses=losses, progress=done, now=bar.now
+                )
+            except GridInterrupted as exc:
+                report = exc.report
+        if report.partial:  # Ctrl-C: what ran is written (marked partial), then exit 130
+            if args.report:
+                _write(args.report, report.markdown())
+            if args.json:
+                import json
+
+                _write(args.json, json.dumps(report.to_json(), indent=2, default=float), arg="--json")
+            raise KeyboardInterrupt
         print(report.text())
         if args.report:
             _write(args.report, report.markdown())
@@ -133,6 +156,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     from ..parity import PATHS
 
     p.add_argument("--paths", nargs="+", help=f"subset of {' '.join(PATHS)} (default: all)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="run the --paths that are available and report the others as unsupported "
+                   "(default: a named path that cannot run here is an error)")
     p.add_argument("--quick", action="store_true", help="a smaller grid")
     p.add_argument("--losses", nargs="+", metavar="LOSS",
                    help="subset of smooth_l1 huber (default: both)")

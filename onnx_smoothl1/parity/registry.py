@@ -76,7 +76,7 @@ class ParityPath:
     @functools.cached_property
     def unavailable(self) -> str | None:
         disabled = {p.strip() for p in os.environ.get(DISABLE_ENV, "").split(",") if p.strip()}
-        if self.name in disabled:
+        if self.name in disabled:  # (names checked by select_paths: disabled_paths)
             return f"disabled by {DISABLE_ENV}"
         try:
             return self._why_unavailable()
@@ -142,6 +142,7 @@ def register(path_cls: type[ParityPath]) -> type[ParityPath]:
 def select_paths(names: Iterable[str] | None) -> list[ParityPath]:
     """Instances of the named paths (all registered ones by default), in the given order."""
     chosen = list(names) if names is not None else list(PATHS)
+    disabled_paths()  # unknown names in the disable variable are an error
     unknown = [n for n in chosen if n not in PATHS]
     if unknown:
         raise ValueError(f"paths: unknown path(s) {', '.join(unknown)}; choose from {', '.join(PATHS)}")
@@ -154,8 +155,23 @@ def first_line(exc: BaseException, limit: int = 240) -> str:
     return text[:limit] + ("..." if len(text) > limit else "")
 
 
-def import_reason(module: str, extra: str) -> str | None:
-    """Why ``module`` cannot be used (not installed, with the extra that installs it), or None."""
-    if importlib.util.find_spec(module) is None:
-        return f"{module} is not installed (pip install 'onnx-smoothl1[{extra}]')"
+def import_reason(module: str, install: str) -> str | None:
+    """Why ``module`` cannot be used (not installed, with the pip arguments that install
+    just it, e.g. "'onnx-smoothl1[runtimes]'" or "apache-tvm"), or None."""
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a dotted name whose parent package is missing
+        found = False
+    if not found:
+        return f"{module} is not installed (pip install {install})"
     return None
+
+
+def disabled_paths() -> set[str]:
+    """The path names in ``DISABLE_ENV``; ``ValueError`` naming the variable for unknown ones
+    (a misspelt name would otherwise disable nothing, silently)."""
+    names = {p.strip() for p in os.environ.get(DISABLE_ENV, "").split(",") if p.strip()}
+    unknown = sorted(names - set(PATHS))
+    if unknown:
+        raise ValueError(f"{DISABLE_ENV}: unknown path(s) {', '.join(unknown)}; choose from {', '.join(PATHS)}")
+    return names

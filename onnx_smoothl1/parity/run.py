@@ -164,6 +164,7 @@ def run_grid(
         return x, y, ref64, own
 
     stop = threading.Event()  # the runner failed or was interrupted: the threads end too
+    interrupted = False
 
     def apart(path: ParityPath) -> None:
         for case in cases:
@@ -193,12 +194,19 @@ def run_grid(
                         one(path, case, *data)
                     if progress:
                         progress(case.label, len(in_process))
+            except KeyboardInterrupt:
+                stop.set()  # the threads end after their current case
+                interrupted = True
             except BaseException:
                 stop.set()
                 raise
             finally:
                 for future in futures:
-                    future.result()  # re-raises what a path's thread raised
+                    try:
+                        future.result()  # re-raises what a path's thread raised
+                    except Exception:
+                        if not interrupted:  # a worker killed by the same Ctrl-C: expected
+                            raise
     finally:
         for path in selected:
             path.close()
@@ -208,8 +216,19 @@ def run_grid(
         for path in selected:
             if (path.name, case) in results:
                 cells[path.name, case.dtype].results.append(results[path.name, case])
-    return Report(
+    report = Report(
         [p.name for p in selected], dtype_list, cells, cases, notes, environment(),
         time.perf_counter() - start, {p.name: p.title for p in selected},
-        {p.name: _what_ran(proofs[p.name], dtype_list) for p in selected}, seconds,
+        {p.name: _what_ran(proofs[p.name], dtype_list) for p in selected}, seconds, partial=interrupted,
     )
+    if interrupted:
+        raise GridInterrupted(report)
+    return report
+
+
+class GridInterrupted(KeyboardInterrupt):
+    """Ctrl-C during ``run_grid``: ``report`` holds the results done by then (``partial``)."""
+
+    def __init__(self, report: Report) -> None:
+        super().__init__("interrupted")
+        self.report = report

@@ -33,8 +33,13 @@ ROOT = Path(__file__).resolve().parents[3]
 RUNTIMES_ENV = "ONNX_SMOOTHL1_RUNTIMES_DIR"
 #: Seconds one worker request may take (session creation compiles shaders: first call slow).
 TIMEOUT_ENV = "ONNX_SMOOTHL1_EP_TIMEOUT"
-#: Installed by scripts/setup_runtimes.sh.
-SETUP_HINT = "run scripts/setup_runtimes.sh"
+#: How to set the EP runtimes up, where the user is: a source checkout has the script; a
+#: wheel install does not (docs/parity.md, "Execution-provider paths", says what it does).
+SETUP_HINT = (
+    "run scripts/setup_runtimes.sh"
+    if (ROOT / "scripts" / "setup_runtimes.sh").is_file()
+    else "see docs/parity.md in the onnx-smoothl1 sources: scripts/setup_runtimes.sh sets it up"
+)
 
 
 def runtimes_dir() -> Path:

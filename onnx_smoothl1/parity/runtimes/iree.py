@@ -51,7 +51,7 @@ class IreePath(CompiledPath):
 
     def _why_unavailable(self) -> str | None:
         for module in ("iree.compiler", "iree.runtime"):
-            reason = import_reason(module, "test")
+            reason = import_reason(module, "iree-base-compiler iree-base-runtime")
             if reason:
                 return reason
         from importlib.metadata import version

@@ -78,7 +78,7 @@ class Onnx2TorchPath(GroupedPath, InlinedPath):
 
     def _why_unavailable(self) -> str | None:
         for module in ("torch", "onnx2torch"):
-            reason = import_reason(module, "test")
+            reason = import_reason(module, "torch==2.13.0 onnx2torch" if module == "torch" else "onnx2torch")
             if reason:
                 return reason
         from importlib.metadata import version

@@ -85,7 +85,7 @@ class OpenVinoPath(CompiledPath):
     }
 
     def _why_unavailable(self):
-        reason = import_reason("openvino", "runtimes")
+        reason = import_reason("openvino", "'onnx-smoothl1[runtimes]'")
         if reason:
             return reason
         import openvino as ov

@@ -40,9 +40,14 @@ class OrtOpenVinoEpPath(EpPath):
         return os.environ.get(OPENVINO_PYTHON_ENV) or str(ROOT / ".venv-ort-openvino" / "bin" / "python")
 
     def _not_set_up(self):
-        if not Path(self._python()).is_file():
+        if Path(self._python()).is_file():
+            return None
+        if os.environ.get(OPENVINO_PYTHON_ENV) or (ROOT / "scripts" / "setup_runtimes.sh").is_file():
             return f"{self._python()} does not exist ({SETUP_HINT})"
-        return None
+        # a wheel install: there is no checkout venv to point at
+        return (f"onnxruntime-openvino lives in its own venv (its wheel ships its own onnxruntime): "
+                f"make one (python -m venv ov && ov/bin/pip install onnxruntime-openvino numpy) and set "
+                f"{OPENVINO_PYTHON_ENV}=ov/bin/python")
 
     def _env(self):
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}

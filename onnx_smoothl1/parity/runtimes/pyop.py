@@ -33,7 +33,7 @@ class PythonOpPath(OrtPath):
     custom_op = "python"
 
     def _why_unavailable(self):
-        reason = import_reason("onnxruntime_extensions", "pyop")
+        reason = import_reason("onnxruntime_extensions", "'onnx-smoothl1[pyop]'")
         if reason:
             return reason
         if importlib.util.find_spec(_PYOP) is None:

@@ -31,7 +31,7 @@ class TractPath(InlinedPath):
         self._as_is_checked = False
 
     def _why_unavailable(self):
-        reason = import_reason("tract", "runtimes")
+        reason = import_reason("tract", "'onnx-smoothl1[runtimes]'")
         if reason:
             return reason
         from importlib.metadata import version

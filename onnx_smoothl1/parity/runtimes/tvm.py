@@ -33,7 +33,7 @@ class TvmPath(CompiledPath):
     target: dict[str, object] = TARGET
 
     def _why_unavailable(self) -> str | None:
-        reason = import_reason("tvm", "test")
+        reason = import_reason("tvm", "apache-tvm")
         if reason:
             return reason
         from importlib.metadata import version
