@@ -104,3 +104,18 @@ def test_report_gpu_rows_name_the_loss_and_compare_huber(tmp_path):
     assert "HuberLoss float32 'mean'" in text and "-1.0% against SmoothL1Loss" in text
     assert "| huber | float16 | none | 28 |" in text and "| smooth_l1 | float16 | none | 28 |" in text
     assert "580.159.04" in text and "(CUDA 13.0)" in text
+
+
+def test_text_table_fits_a_terminal(monkeypatch):
+    """`parity` on a terminal: every line fits its width (cells cut with "~"); without a width
+    (a log) the lines stay whole."""
+    from onnx_smoothl1 import parity
+
+    monkeypatch.setenv(parity.DISABLE_ENV, "ort-cuda")  # a long "unsupported" reason, GPU or not
+    report = parity.run_grid(["float32", "float64"], shapes=["rank0"], betas=[1.0], deltas=[1.0],
+                             paths=["torch", "ort-function", "ort-cuda"])
+    wide = report.text()
+    assert max(len(line) for line in wide.splitlines()) > 80
+    narrow = report.text(width=80)
+    assert all(len(line) <= 80 for line in narrow.splitlines()), narrow
+    assert "~" in narrow and "--report PATH.md has every reason in full" in narrow

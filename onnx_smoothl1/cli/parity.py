@@ -74,7 +74,7 @@ def _cmd_parity(args: argparse.Namespace) -> None:
 
                 _write(args.json, json.dumps(report.to_json(), indent=2, default=float), arg="--json")
             raise KeyboardInterrupt
-        print(report.text())
+        print(report.text(width=_terminal_width()))
         if args.report:
             _write(args.report, report.markdown())
         if args.json:
@@ -109,6 +109,14 @@ def _write_cases(directory: str, dtypes: list[str], quick: bool, losses: list[st
     folders = write_cases(directory, grid(dtypes, quick=quick, losses=losses))
     print(f"wrote {len(folders)} cases (model.onnx + test_data_set_0/input_0.pb, input_1.pb, "
           f"output_0.pb) under {directory}")
+
+
+def _terminal_width() -> int | None:
+    """The terminal's columns when stdout is one (the table is cut to fit); None otherwise
+    (a log or a pipe keeps the whole lines)."""
+    import shutil
+
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
 
 
 def _write(path: str, text: str, arg: str = "--report") -> None:

@@ -149,18 +149,27 @@ class Report:
         }
 
     # ---------------------------------------------------------------- text and Markdown
-    def text(self) -> str:
+    def text(self, width: int | None = None) -> str:
+        """The matrix and its notes as text. ``width`` (a terminal's columns): every line is
+        cut to fit, cells ending in "~" where cut; the full reasons are in ``markdown()``
+        (``--report``). None: cells up to 60 characters, notes whole (logs, files)."""
         head = ["path"] + self.dtypes
         rows = [[p] + [self.cells[p, d].summary() for d in self.dtypes] for p in self.paths]
         widths = [min(60, max(len(r[i]) for r in [head, *rows])) for i in range(len(head))]
+        if width is not None and sum(widths) + 2 * (len(widths) - 1) > width:
+            room = max(8, (width - widths[0] - 2 * (len(widths) - 1)) // max(1, len(self.dtypes)))
+            widths = [widths[0]] + [min(w, room) for w in widths[1:]]
         lines = [
             f"parity grid: {len(self.cases)} cases x {len(self.paths)} paths "
             f"({self.seconds:.1f} s); errors vs torch float64; cpu "
             f"{self.environment.get('cpu', '?')} ({self.environment.get('isa', '?')})",
             "  ".join(h.ljust(w) for h, w in zip(head, widths)),
         ]
+        def cut(v: str, w: int) -> str:
+            return v.ljust(w) if len(v) <= w else v[: w - 1] + "~"
+
         for r in rows:
-            lines.append("  ".join(v[:w].ljust(w) for v, w in zip(r, widths)))
+            lines.append("  ".join(cut(v, w) for v, w in zip(r, widths)))
         lines.append("")
         for p in self.paths:
             if self.ran.get(p):
@@ -178,6 +187,9 @@ class Report:
             times = ", ".join(f"{p} {s:.1f}" for p, s in self.path_seconds.items())
             lines.append(f"  seconds per path (worker paths run side by side: their times overlap): {times}")
         lines.append("OK: every supported cell passes" if self.ok else "FAILED")
+        if width is not None and any(len(line) > width for line in lines):
+            lines = [line if len(line) <= width else line[: width - 1] + "~" for line in lines]
+            lines.append("(cut to the terminal's width; --report PATH.md has every reason in full)"[:width])
         return "\n".join(lines)
 
     def _grid_parts(self) -> str:
