@@ -351,3 +351,18 @@ def test_ctrl_c_during_parity_writes_a_partial_report(tmp_path):
     assert "PARTIAL: interrupted (Ctrl-C) after" in markdown
     done = sum(c["passed"] + c["failed"] + c["unsupported"] for c in report["cells"].values())
     assert 0 < done < report["cases"] * 3, done
+
+
+def test_every_command_has_help_with_description_defaults_and_example():
+    from onnx_smoothl1 import cli as cli_module
+
+    parser = cli_module.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    assert set(sub.choices) == set(cli_module.EXAMPLES), "a command without an example"
+    for name, cmd in sub.choices.items():
+        text = " ".join(cmd.format_help().split())
+        assert cmd.description, name
+        assert f"example: {cli_module.EXAMPLES[name]}" in text, name
+        for action in cmd._actions:
+            if action.default not in (None, False, "==SUPPRESS==", []) and action.dest != "help":
+                assert "default" in (action.help or "") or f"(default: {action.default})" in text, (name, action.dest)

@@ -47,6 +47,48 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+#: One example per command, shown at the end of its --help.
+EXAMPLES = {
+    "make-model": "onnx-smoothl1 make-model --beta 0.5 --reduction sum -o sum.onnx",
+    "make-models": "onnx-smoothl1 make-models models",
+    "run": "onnx-smoothl1 run sum.onnx --input a.npy --target b.npy",
+    "info": "onnx-smoothl1 info sum.onnx",
+    "demo": "onnx-smoothl1 demo --n 20000",
+    "export": "onnx-smoothl1 export mymodels.py:make --args-shape 8,3 --args-shape 8,1 -o model.onnx",
+    "fuse": "onnx-smoothl1 fuse plain.onnx fused.onnx",
+    "inline": "onnx-smoothl1 inline fused.onnx flat.onnx --input-shape x=8,3 --input-shape y=8,1",
+    "parity": "onnx-smoothl1 parity --quick --report PARITY.md",
+    "bench": "onnx-smoothl1 bench --from-results --output report/",
+    "doctor": "onnx-smoothl1 doctor --json",
+}
+
+
+class _HelpWithDefaults(argparse.HelpFormatter):
+    """Adds "(default: X)" to an option's help where it has a real default and does not
+    already say it (argparse's ArgumentDefaultsHelpFormatter also prints "default: None")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS, []) or "default" in text:
+            return text or None
+        return f"{text} (default: %(default)s)".strip()
+
+
+def _describe(sub: argparse._SubParsersAction) -> None:
+    """Every command's --help: a description (its one-line help where it has no longer one),
+    each option's default, and an example."""
+    helps = {a.dest: a.help for a in sub._choices_actions}
+    for name, cmd in sub.choices.items():
+        cmd.formatter_class = _HelpWithDefaults
+        for action in cmd._actions:  # an option with no help text still shows its default
+            if action.help is None and action.default not in (None, False, argparse.SUPPRESS, []):
+                action.help = "(default: %(default)s)"
+        if not cmd.description:
+            cmd.description = helps.get(name)
+        if name in EXAMPLES:
+            cmd.epilog = f"example: {EXAMPLES[name]}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="onnx-smoothl1",
@@ -59,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
         group.add_commands(sub)
+    _describe(sub)
     return parser
 
 
