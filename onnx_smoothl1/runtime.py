@@ -222,6 +222,12 @@ def inference_session(
             (n.op_type, n.input[0], n.input[1]) for n in parsed.graph.node
             if spec.is_loss_node(n) and len(n.input) == 2
         ]
+    if parsed is not None:  # for run(): the declared input shapes (None: no shape declared)
+        session.smoothl1_declared_shapes = {
+            i.name: [d.dim_value if d.HasField("dim_value") else None for d in i.type.tensor_type.shape.dim]
+            for i in parsed.graph.input
+            if i.type.HasField("tensor_type") and i.type.tensor_type.HasField("shape")
+        }
     return session
 
 
@@ -429,8 +435,23 @@ def run(
                     f"{op_type} inputs {a!r} {shape_a} and {b!r} {shape_b} cannot be broadcast "
                     "together"
                 ) from None
+    _check_declared_shapes(session, feeds)
     values = session.run_with_ort_values(names, {k: _to_ort_value(v) for k, v in feeds.items()})
     return [_to_numpy(v) for v in values]
+
+
+def _check_declared_shapes(session: ort.InferenceSession, feeds: Mapping[str, object]) -> None:
+    """A feed whose rank or fixed sizes contradict the model's declared input shape is a
+    ``ValueError`` naming the input, on every path (onnxruntime let a rank-0 model's fused
+    kernel take a vector, and failed inside the function's Reshape on the same feed)."""
+    for name, declared in getattr(session, "smoothl1_declared_shapes", {}).items():
+        if name not in feeds:
+            continue
+        shape = tuple(np.shape(feeds[name]))  # type: ignore[call-overload]
+        if len(declared) != len(shape) or any(d is not None and d != n for d, n in zip(declared, shape)):
+            shown = ["?" if d is None else d for d in declared]
+            raise ValueError(f"input {name!r}: the model declares shape {shown} (rank {len(declared)}), "
+                             f"got shape {list(shape)}")
 
 
 def ran_fused_kernel(ops: Sequence[str]) -> bool:

@@ -366,3 +366,16 @@ def test_every_command_has_help_with_description_defaults_and_example():
         for action in cmd._actions:
             if action.default not in (None, False, "==SUPPRESS==", []) and action.dest != "help":
                 assert "default" in (action.help or "") or f"(default: {action.default})" in text, (name, action.dest)
+
+
+@pytest.mark.parametrize("custom_op", [True, False], ids=["kernel", "function"])
+def test_api_refuses_feeds_that_contradict_the_declared_rank(custom_op):
+    """A rank-0 model fed vectors: the same ValueError naming the input on both paths (the
+    kernel used to return 1.375; the function failed inside its Reshape)."""
+    from onnx_smoothl1.runtime import run
+
+    session = sl1.inference_session(sl1.make_model(rank=0), custom_op=custom_op)
+    with pytest.raises(ValueError, match=r"input 'input': the model declares shape \[\] \(rank 0\)"):
+        run(session, {"input": np.ones(3, np.float32), "target": np.ones(3, np.float32)})
+    ok = run(session, {"input": np.float32(2.0), "target": np.float32(0.0)})
+    assert float(ok[0]) == 1.5
