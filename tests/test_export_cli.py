@@ -143,3 +143,16 @@ def test_user_mistake_in_a_subprocess_has_no_traceback(user_module, tmp_path):
         proc = run_cli(*args)
         assert proc.returncode == 2, (proc.stdout, proc.stderr)
         assert "error:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_export_dtype_float64_converts_the_module(user_module, tmp_path):
+    """--dtype float64: the example inputs and the module's weights (it used to fail with
+    "Gemm ... B has inconsistent type": float64 inputs, float32 weights)."""
+    out = tmp_path / "f64.onnx"
+    proc = run_cli("export", f"{user_module}:make", "--args-shape", "8,3", "--args-shape", "8,1",
+                   "--dtype", "float64", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    model = onnx.load(str(out))
+    assert {i.type.tensor_type.elem_type for i in model.graph.input} == {onnx.TensorProto.DOUBLE}
+    assert all(t.data_type == onnx.TensorProto.DOUBLE for t in model.graph.initializer), \
+        [t.data_type for t in model.graph.initializer]

@@ -125,6 +125,9 @@ def _write(path: str, text: str, arg: str = "--report") -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
+    if args.output and not args.from_results:  # benchmarks take minutes: check first
+        out = Path(args.output)
+        check_writable(out / "REPORT.md" if out.is_dir() else out, arg="--output")
     root = Path(args.root) if args.root else Path(__file__).resolve().parents[2]
     if not (root / "benchmarks").is_dir():
         raise UsageError(f"no benchmarks/ directory under {root} (run from a source checkout or pass --root)")
