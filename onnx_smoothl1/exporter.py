@@ -206,6 +206,11 @@ def legacy_symbolics(opset: int) -> Iterator[None]:
     from torch.onnx._internal.torchscript_exporter import registration
 
     saved: dict[str, Callable | None] = {}
+    # Names torch had no entry for: registering creates one, and unregistering leaves it
+    # behind empty, which later makes a plain legacy export fail with "min() arg is an empty
+    # sequence" instead of torch's UnsupportedOperatorError. Those entries are removed again.
+    table = getattr(registration.registry, "_registry", None)
+    absent = {name for name in _legacy_symbolics() if isinstance(table, dict) and name not in table}
     for name in _legacy_symbolics():
         group = registration.registry.get_function_group(name)
         funcs = getattr(group, "_functions", None)
@@ -222,6 +227,8 @@ def legacy_symbolics(opset: int) -> Iterator[None]:
             torch.onnx.unregister_custom_op_symbolic(name, opset)
             if previous is not None:
                 torch.onnx.register_custom_op_symbolic(name, previous, opset)
+            elif name in absent and isinstance(table, dict):
+                table.pop(name, None)  # exactly as before: no entry at all
 
 
 # --- export -----------------------------------------------------------------------------------

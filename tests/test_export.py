@@ -380,15 +380,45 @@ def test_legacy_registration_leaves_no_global_state():
     with pytest.raises(TypeError):  # forward() is missing an argument
         sl1.export(torch.nn.SmoothL1Loss(), (torch.randn(3),), dynamo=False)
     assert {n: registration.registry.is_registered_op(n, opset) for n in names} == before
-    # Plain torch.onnx.export is as unable as before (torch 2.13 has no symbolic for it).
-    if not before["aten::smooth_l1_loss"]:
-        import io
 
-        # torch 2.13: ValueError from the emptied symbolic group once a registration was
-        # undone in this process, UnsupportedOperatorError in a fresh one.
-        with pytest.raises((ValueError, torch.onnx.errors.UnsupportedOperatorError)):
-            torch.onnx.export(torch.nn.SmoothL1Loss(), (torch.randn(3), torch.randn(3)), io.BytesIO(),
-                              dynamo=False)
+
+
+PLAIN_LEGACY_OUTCOMES = """
+import io, json, warnings
+import torch
+import onnx_smoothl1 as sl1
+warnings.simplefilter("ignore")
+LOSSES = {"smooth_l1": torch.nn.SmoothL1Loss, "huber": torch.nn.HuberLoss, "l1": torch.nn.L1Loss}
+
+def outcome(make):
+    try:
+        torch.onnx.export(make(), (torch.randn(3), torch.randn(3)), io.BytesIO(), dynamo=False)
+        return "exported"
+    except Exception as exc:
+        return type(exc).__name__
+
+fresh = {k: outcome(v) for k, v in LOSSES.items()}
+for make in LOSSES.values():
+    sl1.export(make(), (torch.randn(3), torch.randn(3)), dynamo=False)
+after = {k: outcome(v) for k, v in LOSSES.items()}
+print(json.dumps([fresh, after]))
+"""
+
+
+def test_plain_legacy_export_behaves_as_torch_after_ours():
+    """issue 24's leak: after onnx_smoothl1.export(dynamo=False), a plain legacy torch.onnx
+    export of smooth_l1/huber/l1 in the same process gives torch's own outcome (it used to be
+    "ValueError: min() arg is an empty sequence" instead of UnsupportedOperatorError)."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", PLAIN_LEGACY_OUTCOMES], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    fresh, after = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert after == fresh, (fresh, after)
+    assert fresh["smooth_l1"] == "UnsupportedOperatorError", fresh  # torch 2.13 has no symbolic
 
 
 def test_legacy_restores_a_users_own_symbolic():
