@@ -356,6 +356,23 @@ def _rule_sets(l1: L1Mode):
     return [pattern.RewriteRuleSet(rules, commute=True) for rules in sets]
 
 
+def _with_types(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model``, with element types inferred where the graph does not declare them.
+
+    The rules check that both loss inputs are the same float type; torch.onnx's legacy
+    exporter (dynamo=False) writes no value_info, so without inference every legacy match
+    was refused. ONNX shape inference (non-strict: unknown ops stay untyped) fills them in; a
+    model it cannot infer is matched as it is."""
+    typed = {v.name for v in (*model.graph.input, *model.graph.value_info, *model.graph.output)}
+    typed |= {t.name for t in model.graph.initializer}
+    if all(o in typed for n in model.graph.node for o in n.output if o):
+        return model
+    try:
+        return onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception:  # noqa: BLE001 - inference is a help, never a requirement
+        return model
+
+
 def fuse(model: onnx.ModelProto, *, l1: L1Mode = "reduced") -> FuseResult:
     """Replace torch.onnx's smooth_l1 / L1 decompositions by SmoothL1Loss nodes and its huber
     decompositions by HuberLoss nodes, without the Cast/Expand around them where safe.
@@ -380,7 +397,7 @@ def fuse(model: onnx.ModelProto, *, l1: L1Mode = "reduced") -> FuseResult:
         raise ValueError(f"model must be an onnx.ModelProto; got {type(model).__name__}")
     if l1 not in ("reduced", "all", "off"):
         raise ValueError(f"l1 must be 'reduced', 'all' or 'off'; got {l1!r}")
-    ir_model = ir.serde.deserialize_model(model)
+    ir_model = ir.serde.deserialize_model(_with_types(model))
     count = 0
     for rules in _rule_sets(l1):
         count += rules.apply_to_model(ir_model)

@@ -288,3 +288,39 @@ def test_fused_model_has_no_float64(name, dtype):
             own = fn(torch.from_numpy(x), torch.from_numpy(y)).numpy()
         verdict = oracle.compare(out, ref, dtype=dtype, reduction=reduction, torch_own=own)
     assert verdict.ok, f"{name} {dtype}: {verdict.detail}"
+
+
+class _HandWrittenSmoothL1(torch.nn.Module):
+    """A hand-written smooth-L1 (beta 1) after a Linear: what detection code writes."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = torch.nn.Linear(3, 1)
+
+    def forward(self, x, y):
+        d = (self.net(x) - y).abs()
+        return torch.where(d < 1.0, 0.5 * d * d, d - 0.5).mean()
+
+
+@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "legacy"])
+def test_fuse_finds_the_loss_in_legacy_exports_without_value_info(dynamo):
+    """The legacy exporter writes no value_info; fuse infers the element types it checks
+    (issue 24: it used to find nothing in legacy exports) and the output is unchanged."""
+    import io
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_HandWrittenSmoothL1().eval(), (torch.randn(8, 3), torch.randn(8, 1)), buf, dynamo=dynamo)
+    plain = onnx.load_from_string(buf.getvalue())
+    if not dynamo:
+        assert not plain.graph.value_info  # the premise: nothing declared in between
+    fused = sl1.fuse(plain)
+    assert fused.count == 1 and exporter.count_loss_nodes(fused.model) == 1
+    rng = np.random.default_rng(3)
+    feeds = {i.name: rng.standard_normal(s).astype(np.float32)
+             for i, s in zip(plain.graph.input, [(8, 3), (8, 1)])}
+    want = runtime.run(sl1.inference_session(plain, custom_op=False), feeds)[0]
+    got = runtime.run(sl1.inference_session(fused.model, custom_op=True), feeds)[0]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
