@@ -45,6 +45,8 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
+from onnx_smoothl1.files import write_bytes, write_text  # noqa: E402  (atomic: a killed run leaves no half file)
+
 REDUCTIONS = ("mean", "sum", "none")
 PATHS = ("fused", "function", "plain", "torch", "read", "abs")
 ABS_MAX_LOG2 = 16
@@ -301,13 +303,13 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads, "machine": platform.machine(), "dtype": "float32", "beta": 1.0,
         "command": "python benchmarks/cpu.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
-    (out / "cpu_bench.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
-    (out / "cpu_bench.md").write_text(_markdown(rows, meta))
+    write_text(out / "cpu_bench.json", json.dumps({"meta": meta, "rows": rows}, indent=1), arg="--out")
+    write_text(out / "cpu_bench.md", _markdown(rows, meta), arg="--out")
     _plot(rows, out / "cpu_bench.png", args.threads)
     if args.max_log2 >= 26 and os.environ.get("BENCH_MEMORY", "1") == "1":
         meta["memory"] = _memory(27, args.threads)
-        (out / "cpu_bench.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
-        (out / "cpu_bench.md").write_text(_markdown(rows, meta))
+        write_text(out / "cpu_bench.json", json.dumps({"meta": meta, "rows": rows}, indent=1), arg="--out")
+        write_text(out / "cpu_bench.md", _markdown(rows, meta), arg="--out")
     print()
     print(_targets(rows, meta))
     print(f"wrote {out / 'cpu_bench.md'}, {out / 'cpu_bench.json'}, {out / 'cpu_bench.png'}")
@@ -422,7 +424,11 @@ def _plot(rows, path: Path, threads: int) -> None:
     axes[0].legend(fontsize=8)
     fig.suptitle(f"SmoothL1Loss on CPU, {threads} threads", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=72)
+    import io
+
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=72)
+    write_bytes(path, png.getvalue(), arg="--out")
     plt.close(fig)
 
 

@@ -332,13 +332,15 @@ def main(argv: list[str] | None = None) -> int:
     verdicts = check_targets(rows, sizes)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "gpu_bench.json").write_text(json.dumps(rows, indent=1))
+    from onnx_smoothl1.files import write_bytes, write_text  # atomic: a killed run leaves no half file
+
+    write_text(out_dir / "gpu_bench.json", json.dumps(rows, indent=1), arg="--out")
     machine = out_dir / "gpu_bench.machine.json"  # `onnx-smoothl1 bench --gpu` wrote the host's part
     try:
         known = json.loads(machine.read_text())
     except (OSError, ValueError):
         known = {}
-    machine.write_text(json.dumps({**known, **versions}, indent=1) + "\n")
+    write_text(machine, json.dumps({**known, **versions}, indent=1), arg="--out")
     try:
         import matplotlib
 
@@ -375,7 +377,11 @@ def main(argv: list[str] | None = None) -> int:
         axes[0][0].legend(fontsize=8)
         fig.suptitle(f"SmoothL1Loss / HuberLoss on {gpu}: effective bandwidth (higher is better)")
         fig.tight_layout()
-        fig.savefig(out_dir / "gpu_bench.png", dpi=110)
+        import io
+
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=110)
+        write_bytes(out_dir / "gpu_bench.png", png.getvalue(), arg="--out")
         print(f"\nwrote {out_dir / 'gpu_bench.json'} and {out_dir / 'gpu_bench.png'}")
     except Exception as e:  # the table above is the result; the plot is a convenience
         print(f"\nwrote {out_dir / 'gpu_bench.json'}; no plot ({type(e).__name__}: {e})")

@@ -22,6 +22,7 @@ import onnx
 from onnx import numpy_helper
 
 from .. import oracle
+from ..files import write_bytes
 from .cases import Case, make_inputs
 from .models import function_model, with_static_shapes
 
@@ -53,13 +54,14 @@ def write_case(directory: str | os.PathLike[str], case: Case) -> Path:
     data = folder / DATA_SET
     data.mkdir(parents=True, exist_ok=True)
     model = case_model(case)
-    onnx.save(model, str(folder / "model.onnx"))
+    write_bytes(folder / "model.onnx", model.SerializeToString(), arg="--write-cases")
     x, y = make_inputs(case)
     names = [i.name for i in model.graph.input]
     for k, (name, array) in enumerate(zip(names, (x, y))):
-        (data / f"input_{k}.pb").write_bytes(_tensor(array, name).SerializeToString())
+        write_bytes(data / f"input_{k}.pb", _tensor(array, name).SerializeToString(), arg="--write-cases")
     out = expected_output(case, x, y)
-    (data / "output_0.pb").write_bytes(_tensor(out, model.graph.output[0].name).SerializeToString())
+    write_bytes(data / "output_0.pb", _tensor(out, model.graph.output[0].name).SerializeToString(),
+                arg="--write-cases")
     return folder
 
 
