@@ -738,8 +738,10 @@ extern "C" int smooth_l1_cuda_loss_tuned(int loss, int dtype, int reduction, dou
   int device = 0;
   cudaError_t st = cudaGetDevice(&device);
   if (st != cudaSuccess)
-    return smoothl1_cuda::fail(err, err_len, "CUDA kernel: cudaGetDevice failed: %s (%s)",
-                               cudaGetErrorString(st), cudaGetErrorName(st));
+    return smoothl1_cuda::fail(err, err_len, "no usable NVIDIA driver or GPU (%s, %s): the CUDA "
+                               "kernels need a driver for CUDA %d (>= 580); run on the CPU provider "
+                               "otherwise", cudaGetErrorString(st), cudaGetErrorName(st),
+                               CUDART_VERSION / 1000);
   if (smoothl1_cuda::check_device(device, err, err_len)) return 1;
   SmoothL1CudaPlan tmp;
   L.plan = effective_plan(L, &tmp);

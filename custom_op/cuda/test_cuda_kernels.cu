@@ -672,6 +672,19 @@ int main(int argc, char** argv) {
   int devices = 0;
   const cudaError_t e = cudaGetDeviceCount(&devices);
   if (e != cudaSuccess || devices == 0) {
+    // No usable driver/GPU: the launcher must refuse with a message naming the problem,
+    // never crash (the check every launch makes once per device, then a whole launch).
+    char err[512];
+    const int rc = smooth_l1_cuda_device_check(0, err, sizeof err);
+    check(rc == 1 && (std::strstr(err, "driver") != nullptr || std::strstr(err, "GPU") != nullptr),
+          std::string("device check without a usable GPU: ") + err);
+    float dummy[4] = {0, 0, 0, 0};
+    SmoothL1CudaPlan plan{};
+    plan.n = 4;
+    const int lrc = smooth_l1_cuda_loss(SMOOTHL1_CUDA_LOSS_SMOOTH_L1, SMOOTHL1_CUDA_F32, SMOOTHL1_CUDA_NONE,
+                                        1.0, dummy, dummy, dummy, &plan, nullptr, 0, nullptr, err, sizeof err);
+    check(lrc == 1 && err[0] != '\0', std::string("launch without a usable GPU refused: ") + err);
+    std::printf("without a usable GPU the launcher says: %s\n", err);
     std::printf("%s: no CUDA device (%s): kernel checks skipped\n",
                 require_gpu ? "FAIL" : "SKIP", e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
     std::printf("%d checks, %d failed\n", g_checks, g_failures + (require_gpu ? 1 : 0));
