@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import io
+import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final, Literal
@@ -422,10 +423,17 @@ def export(
     dynamic_shapes: Mapping[str, Any] | Sequence[Any] | None = None,
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
+    fuse: bool = True,
     **kwargs: Any,
 ) -> onnx.ModelProto:
     """Export ``module`` with its SmoothL1/L1 losses as ``SmoothL1Loss`` nodes and its Huber
     losses as ``HuberLoss`` nodes, without the Expand/Cast torch writes around them.
+
+    ``fuse`` (default True): after torch's export, :func:`onnx_smoothl1.fuse` also turns the
+    losses written by hand (not through ``F.smooth_l1_loss`` / ``F.huber_loss``) that it
+    recognises into nodes. What was found is recorded in the model's metadata
+    (:data:`FOUND_KEY`, read with :func:`found_losses`): each loss node's type, parameter,
+    reduction and whether it was recognised from plain ops.
 
     ``mode``: ``"function"`` (node + model-local function: runs with or without the custom
     op), ``"custom_op"`` (node only: needs the compiled library or ``pyop``), ``"inline"``
@@ -489,8 +497,58 @@ def export(
             )
         model = onnx.load_from_string(buffer.getvalue())
 
+    from_calls = _loss_node_keys(model)
+    if fuse:
+        from .fuse import fuse as fuse_model
+
+        fused = fuse_model(model)
+        if fused.count:
+            model = fused.model
+            # finish() below attaches (or, for custom_op, leaves out) the functions anew
+            kept = [fn for fn in model.functions if fn.domain != spec.DOMAIN]
+            del model.functions[:]
+            model.functions.extend(kept)
     simplify(model)
+    _record_found(model, from_calls)
     finish(model, mode)
     if f is not None:
         onnx.save(model, os.fspath(f))
     return model
+
+
+#: The metadata key under which ``export`` records the loss nodes it wrote (JSON list).
+FOUND_KEY = "onnx_smoothl1.found"
+
+
+def _loss_node_keys(model: onnx.ModelProto) -> list[str]:
+    return [n.output[0] for n in spec.walk_nodes(model.graph.node) if spec.is_loss_node(n) and n.output]
+
+
+def _record_found(model: onnx.ModelProto, from_calls: Sequence[str]) -> None:
+    found = []
+    for node in spec.walk_nodes(model.graph.node):
+        if not spec.is_loss_node(node):
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        param = spec.LOSS_PARAMS[node.op_type]
+        default = spec.DEFAULT_DELTA if node.op_type == spec.HUBER_OP_TYPE else spec.DEFAULT_BETA
+        reduction = attrs.get("reduction", spec.DEFAULT_REDUCTION.encode())
+        found.append({
+            "op_type": node.op_type,
+            param: float(attrs.get(param, default)),
+            "reduction": reduction.decode() if isinstance(reduction, bytes) else str(reduction),
+            "recognised": bool(node.output) and node.output[0] not in from_calls,
+        })
+    entries = [p for p in model.metadata_props if p.key != FOUND_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(entries)
+    model.metadata_props.add(key=FOUND_KEY, value=json.dumps(found))
+
+
+def found_losses(model: onnx.ModelProto) -> list[dict[str, Any]]:
+    """What ``export`` recorded: one dict per loss node (op_type, beta or delta, reduction,
+    recognised: True when ``fuse`` found it in plain ops rather than a torch loss call)."""
+    for prop in model.metadata_props:
+        if prop.key == FOUND_KEY:
+            return list(json.loads(prop.value))
+    return []

@@ -504,3 +504,46 @@ def test_opset_13_14_need_one_known_type():
     out = sl1.inference_session(model, custom_op=False).run(None, {"x": x.numpy(), "y": y.numpy()})
     assert out[0].dtype == np.float32 and out[1].dtype == np.float64
     np.testing.assert_allclose(out[1], F.smooth_l1_loss(x.double(), y.double()).numpy(), rtol=1e-12)
+
+
+class _HandWrittenHuber1(torch.nn.Module):
+    """A hand-written smooth-L1 with beta 1 (= Huber with delta 1) after a Linear."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = torch.nn.Linear(3, 1)
+
+    def forward(self, x, y):
+        d = (self.net(x) - y).abs()
+        return torch.where(d < 1.0, 0.5 * d * d, d - 0.5).mean()
+
+
+@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "legacy"])
+def test_export_recognises_hand_written_losses_and_reports_them(dynamo):
+    """export runs fuse after torch's export: a loss written by hand becomes a node, recorded
+    as recognised in the model's metadata; fuse=False keeps torch's plain ops."""
+    import warnings
+
+    from onnx_smoothl1.exporter import found_losses
+
+    args = (torch.randn(8, 3), torch.randn(8, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = sl1.export(_HandWrittenHuber1().eval(), args, dynamo=dynamo)
+        plain = sl1.export(_HandWrittenHuber1().eval(), args, dynamo=dynamo, fuse=False)
+    assert exporter.count_loss_nodes(model) == 1 and exporter.count_loss_nodes(plain) == 0
+    found = found_losses(model)
+    assert len(found) == 1 and found[0]["recognised"] is True and found[0]["reduction"] == "mean", found
+    assert found_losses(plain) == []
+    feeds = {i.name: a.numpy() for i, a in zip(model.graph.input, args)}
+    got = runtime.run(sl1.inference_session(model, custom_op=True), feeds)[0]
+    want = runtime.run(sl1.inference_session(plain, custom_op=False), feeds)[0]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_export_reports_losses_from_torch_calls_as_not_recognised():
+    from onnx_smoothl1.exporter import found_losses
+
+    model = sl1.export(torch.nn.HuberLoss(delta=0.5), (torch.randn(4), torch.randn(4)))
+    assert found_losses(model) == [{"op_type": "HuberLoss", "delta": 0.5, "reduction": "mean", "recognised": False}]

@@ -156,3 +156,33 @@ def test_export_dtype_float64_converts_the_module(user_module, tmp_path):
     assert {i.type.tensor_type.elem_type for i in model.graph.input} == {onnx.TensorProto.DOUBLE}
     assert all(t.data_type == onnx.TensorProto.DOUBLE for t in model.graph.initializer), \
         [t.data_type for t in model.graph.initializer]
+
+
+HAND_WRITTEN = textwrap.dedent(
+    """
+    import torch
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Linear(3, 1)
+
+        def forward(self, x, y):
+            d = (self.net(x) - y).abs()
+            return torch.where(d < 1.0, 0.5 * d * d, d - 0.5).mean()
+
+    def make():
+        return M()
+    """
+)
+
+
+def test_export_reports_a_recognised_hand_written_loss(tmp_path):
+    src = tmp_path / "hand.py"
+    src.write_text(HAND_WRITTEN)
+    args = ["export", f"{src}:make", "--args-shape", "8,3", "--args-shape", "8,1"]
+    proc = run_cli(*args, "-o", str(tmp_path / "a.onnx"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "1 HuberLoss node(s) (1 recognised in plain ops: HuberLoss(delta=1.0, reduction=mean))" in proc.stdout
+    proc = run_cli(*args, "--no-fuse", "-o", str(tmp_path / "b.onnx"))
+    assert proc.returncode == 0 and "no loss nodes" in proc.stdout, proc.stdout + proc.stderr[-2000:]

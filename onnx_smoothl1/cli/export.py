@@ -139,6 +139,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
             opset=args.opset,
             dynamic_shapes=dynamic_shapes,
             input_names=names,
+            fuse=not args.no_fuse,
         )
     except ValueError:
         raise
@@ -151,6 +152,12 @@ def _cmd_export(args: argparse.Namespace) -> None:
         if spec.is_loss_node(node):
             counts[node.op_type] += 1
     found = ", ".join(f"{n} {op} node(s)" for op, n in counts.items() if n) or "no loss nodes"
+    from ..exporter import found_losses
+
+    recognised = [f"{d['op_type']}({', '.join(f'{k}={v}' for k, v in d.items() if k not in ('op_type', 'recognised'))})"
+                  for d in found_losses(model) if d.get("recognised")]
+    if recognised:
+        found += f" ({len(recognised)} recognised in plain ops: {'; '.join(recognised)})"
     print(f"wrote {args.output}: {found}, mode {args.mode}, opset {opset}, {len(model.graph.node)} nodes")
 
 
@@ -213,6 +220,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dynamic-batch", action="store_true",
                    help="make dimension 0 of every input dynamic")
     p.add_argument("--input-names", default=None, help="comma-separated input names")
+    p.add_argument("--no-fuse", action="store_true",
+                   help="do not turn hand-written losses into nodes (only torch's loss calls become nodes)")
     p.add_argument("-o", "--output", required=True, help="path of the .onnx file to write")
     p.set_defaults(func=_cmd_export)
 
