@@ -16,7 +16,6 @@ import ctypes
 import json
 import os
 import re
-import sys
 import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
@@ -69,6 +68,8 @@ def ort_version_tuple(version: str) -> tuple[int, int]:
 
 
 _QUIET_LOGS = False
+#: The checked module, once found (``onnxruntime_module`` is on every ``run``'s path).
+_ORT: ModuleType | None = None
 
 
 def quiet_onnxruntime_logs() -> None:
@@ -76,13 +77,17 @@ def quiet_onnxruntime_logs() -> None:
     caller as exceptions. The command line calls this unless ``--debug``."""
     global _QUIET_LOGS
     _QUIET_LOGS = True
-    if "onnxruntime" in sys.modules:
-        sys.modules["onnxruntime"].set_default_logger_severity(4)
+    if _ORT is not None:
+        _ORT.set_default_logger_severity(4)
 
 
 def onnxruntime_module() -> ModuleType:
     """The ``onnxruntime`` module; ``OnnxRuntimeUnavailable`` naming the fix when no
-    distribution provides it or it is older than 1.21 (the library's ORT API 21)."""
+    distribution provides it or it is older than 1.21 (the library's ORT API 21). Checked
+    once, then cached."""
+    global _ORT
+    if _ORT is not None:
+        return _ORT
     try:
         import onnxruntime
     except ImportError as exc:
@@ -96,6 +101,7 @@ def onnxruntime_module() -> ModuleType:
         )
     if _QUIET_LOGS:
         onnxruntime.set_default_logger_severity(4)
+    _ORT = onnxruntime
     return onnxruntime
 
 

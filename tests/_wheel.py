@@ -1,7 +1,9 @@
-"""The built wheel, shared by the tests that install it (test_wheel, test_readme_examples,
-test_install_matrix): dist/'s manylinux wheel, rebuilt by scripts/build_wheel.sh when any
-file that goes into it is newer. A file lock serialises the build, so two pytest workers
-never run the build script at the same time (they share build/wheel)."""
+"""The built wheel and the fresh venvs it is installed into, shared by the tests that install it
+(test_wheel, test_readme_examples, test_install_matrix): dist/'s manylinux wheel, rebuilt by
+scripts/build_wheel.sh when any file that goes into it is newer (a file lock serialises the
+build, so two pytest workers never run the build script at the same time: they share
+build/wheel), and ``make_venv`` / ``pip`` / ``venv_env`` for installing and running it as a user
+would, with nothing from the checkout leaking in."""
 
 from __future__ import annotations
 
@@ -64,3 +66,31 @@ def wheel_copy(tmp: Path) -> Path:
     """A private copy of the built wheel (another worker may rebuild dist/ meanwhile)."""
     wheel = built_wheel()
     return Path(shutil.copy2(wheel, tmp / wheel.name))
+
+
+# --- fresh venvs the wheel is installed into, as a user would ------------------------------------
+
+
+def make_venv(path: Path) -> Path:
+    """A fresh venv without pip of its own (:func:`pip` installs into it from this process)."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True, timeout=300,
+                   capture_output=True)
+    return path
+
+
+def venv_env(venv: Path) -> dict[str, str]:
+    """The environment of an activated ``venv``: its bin first on PATH, and nothing that
+    points back into the checkout (PYTHONPATH, a library override), so only what is installed
+    there can be imported."""
+    drop = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV")
+    env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("ONNX_SMOOTHL1_")}
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', os.defpath)}"
+    env["VIRTUAL_ENV"] = str(venv)
+    return env
+
+
+def pip(venv: Path, *args: str | Path, cwd: Path, timeout: float = 1800) -> subprocess.CompletedProcess:
+    """``pip <args>`` into ``venv``: this process's pip (``--python``), PyPI and pip's cache, as
+    a user's pip would; ``--no-compile`` is the caller's (it skips a third of the install)."""
+    cmd = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=venv_env(venv))

@@ -30,6 +30,14 @@ SHAPES = {
 }
 
 
+def hidden_env(*modules: str) -> dict[str, str]:
+    """os.environ for a subprocess in which ``modules`` (top-level names) cannot be imported,
+    as where they are not installed (tests/_hide/sitecustomize.py)."""
+    hide = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_hide")
+    return {**os.environ, "ONNX_SMOOTHL1_TEST_HIDE": ",".join(modules),
+            "PYTHONPATH": os.pathsep.join(filter(None, [hide, os.environ.get("PYTHONPATH")]))}
+
+
 def stable_seed(*parts: object) -> int:
     """A seed from test parameters that is the same in every run (``hash`` of a str is not:
     Python randomises it per process, so the data would change from run to run)."""

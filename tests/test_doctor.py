@@ -8,12 +8,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
+
+from conftest import hidden_env
 
 import onnx_smoothl1 as sl1
 from onnx_smoothl1 import runtime
-
-NO_ORT = str(Path(__file__).resolve().parent / "_no_onnxruntime")
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -42,7 +41,7 @@ def test_cli_text_and_json():
 
 
 def test_no_onnxruntime_says_how_to_get_one():
-    env = {"PYTHONPATH": os.pathsep.join([NO_ORT, os.environ.get("PYTHONPATH", "")])}
+    env = hidden_env("onnxruntime")
     proc = _cli(env=env)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
@@ -52,7 +51,7 @@ def test_no_onnxruntime_says_how_to_get_one():
     assert "loads:         yes" in proc.stdout and "NOT OK" in proc.stdout
     # Every other command that needs the runtime: one line, exit 2.
     run = subprocess.run([sys.executable, "-m", "onnx_smoothl1.cli", "demo"], capture_output=True, text=True,
-                         timeout=300, env={**os.environ, **env})
+                         timeout=300, env=env)
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
     assert run.stderr.count("\n") == 1 and "onnx-smoothl1[cpu]" in run.stderr, run.stderr
 

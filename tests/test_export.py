@@ -506,8 +506,9 @@ def test_opset_13_14_need_one_known_type():
     np.testing.assert_allclose(out[1], F.smooth_l1_loss(x.double(), y.double()).numpy(), rtol=1e-12)
 
 
-class _HandWrittenHuber1(torch.nn.Module):
-    """A hand-written smooth-L1 with beta 1 (= Huber with delta 1) after a Linear."""
+class HandWrittenHuber1(torch.nn.Module):
+    """A hand-written smooth-L1 with beta 1 (= Huber with delta 1) after a Linear, as detection
+    code writes it (also used by test_fuse)."""
 
     def __init__(self):
         super().__init__()
@@ -530,8 +531,8 @@ def test_export_recognises_hand_written_losses_and_reports_them(dynamo):
     args = (torch.randn(8, 3), torch.randn(8, 1))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = sl1.export(_HandWrittenHuber1().eval(), args, dynamo=dynamo)
-        plain = sl1.export(_HandWrittenHuber1().eval(), args, dynamo=dynamo, fuse=False)
+        model = sl1.export(HandWrittenHuber1().eval(), args, dynamo=dynamo)
+        plain = sl1.export(HandWrittenHuber1().eval(), args, dynamo=dynamo, fuse=False)
     assert exporter.count_loss_nodes(model) == 1 and exporter.count_loss_nodes(plain) == 0
     found = found_losses(model)
     assert len(found) == 1 and found[0]["recognised"] is True and found[0]["reduction"] == "mean", found

@@ -22,7 +22,7 @@ torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 from _no_f64 import float64_free  # noqa: E402
-from test_export import _run_any, huber_verdict  # noqa: E402
+from test_export import HandWrittenHuber1, _run_any, huber_verdict  # noqa: E402
 
 import onnx_smoothl1 as sl1  # noqa: E402
 from onnx_smoothl1 import exporter, oracle, runtime, spec  # noqa: E402
@@ -290,19 +290,6 @@ def test_fused_model_has_no_float64(name, dtype):
     assert verdict.ok, f"{name} {dtype}: {verdict.detail}"
 
 
-class _HandWrittenSmoothL1(torch.nn.Module):
-    """A hand-written smooth-L1 (beta 1) after a Linear: what detection code writes."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.net = torch.nn.Linear(3, 1)
-
-    def forward(self, x, y):
-        d = (self.net(x) - y).abs()
-        return torch.where(d < 1.0, 0.5 * d * d, d - 0.5).mean()
-
-
 @pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "legacy"])
 def test_fuse_finds_the_loss_in_legacy_exports_without_value_info(dynamo):
     """The legacy exporter writes no value_info; fuse infers the element types it checks
@@ -312,7 +299,7 @@ def test_fuse_finds_the_loss_in_legacy_exports_without_value_info(dynamo):
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(_HandWrittenSmoothL1().eval(), (torch.randn(8, 3), torch.randn(8, 1)), buf, dynamo=dynamo)
+        torch.onnx.export(HandWrittenHuber1().eval(), (torch.randn(8, 3), torch.randn(8, 1)), buf, dynamo=dynamo)
     plain = onnx.load_from_string(buf.getvalue())
     if not dynamo:
         assert not plain.graph.value_info  # the premise: nothing declared in between

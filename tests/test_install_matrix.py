@@ -23,13 +23,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _wheel import wheel_copy
+from _wheel import make_venv, pip, venv_env, wheel_copy
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("ONNX_SMOOTHL1_INSTALL_MATRIX") != "1",
@@ -70,23 +69,20 @@ class Venv:
         self.path, self.cwd = path, cwd
         self.python = path / "bin" / "python"
 
-    def env(self) -> dict[str, str]:
-        drop = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV")
-        env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("ONNX_SMOOTHL1_")}
-        env["PATH"] = f"{self.path / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-        return env
-
     def run(self, *args: str | Path, timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess:
         cmd = [str(a) for a in args]
         try:
-            return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=self.cwd, env=self.env())
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=self.cwd,
+                                  env=venv_env(self.path))
         except subprocess.TimeoutExpired as exc:
             pytest.fail(f"timed out after {timeout} s:{_tail(exc)}")
 
     def pip(self, *args: str | Path, check: bool = True) -> subprocess.CompletedProcess:
-        """``pip install`` etc. into this venv: the test venv's pip (``--python``), PyPI and
-        pip's own cache, as a user's ``pip install`` would."""
-        proc = self.run(sys.executable, "-m", "pip", "--python", self.python, *args, timeout=PIP_TIMEOUT)
+        """``pip install`` etc. into this venv (``_wheel.pip``), as a user's pip would."""
+        try:
+            proc = pip(self.path, *args, cwd=self.cwd, timeout=PIP_TIMEOUT)
+        except subprocess.TimeoutExpired as exc:
+            pytest.fail(f"timed out after {PIP_TIMEOUT} s:{_tail(exc)}")
         if check:
             assert proc.returncode == 0, f"pip failed (network?):{_tail(proc)}"
         return proc
@@ -161,38 +157,29 @@ def new_venv(matrix_dir: Path):
     """Factory: an empty venv (no pip of its own: the test venv's pip installs into it)."""
     work = matrix_dir / "work"
     work.mkdir(exist_ok=True)
+    return lambda name: Venv(make_venv(matrix_dir / name), work)
 
-    def make(name: str) -> Venv:
-        path = matrix_dir / name
-        proc = subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)],
-                              capture_output=True, text=True, timeout=120, cwd=work)
-        assert proc.returncode == 0, _tail(proc)
-        return Venv(path, work)
 
-    return make
+def _runtime_then_wheel(venv: Venv, runtime: tuple[str, str], wheel: Path) -> tuple[Venv, subprocess.CompletedProcess]:
+    """``runtime`` (distribution, version) installed first, as a user has it; then the wheel."""
+    venv.install("==".join(runtime))
+    assert venv.ort_distributions() == dict([runtime])
+    return venv, venv.install(wheel)
 
 
 @pytest.fixture(scope="module")
 def gpu_venv(new_venv, wheel: Path) -> tuple[Venv, subprocess.CompletedProcess]:
-    venv = new_venv("ort-gpu")
-    venv.install("==".join(ORT_GPU))
-    assert venv.ort_distributions() == dict([ORT_GPU])
-    return venv, venv.install(wheel)
+    return _runtime_then_wheel(new_venv("ort-gpu"), ORT_GPU, wheel)
 
 
 @pytest.fixture(scope="module")
 def openvino_venv(new_venv, wheel: Path) -> tuple[Venv, subprocess.CompletedProcess]:
-    venv = new_venv("ort-openvino")
-    venv.install("==".join(ORT_OPENVINO))
-    assert venv.ort_distributions() == dict([ORT_OPENVINO])
-    return venv, venv.install(wheel)
+    return _runtime_then_wheel(new_venv("ort-openvino"), ORT_OPENVINO, wheel)
 
 
 @pytest.fixture(scope="module")
 def old_venv(new_venv, wheel: Path) -> tuple[Venv, subprocess.CompletedProcess]:
-    venv = new_venv("ort-old")
-    venv.install("==".join(ORT_OLD))
-    return venv, venv.install(wheel)
+    return _runtime_then_wheel(new_venv("ort-old"), ORT_OLD, wheel)
 
 
 # --- 1. onnxruntime-gpu ------------------------------------------------------------------------

@@ -1,20 +1,17 @@
 """Without torch (an optional extra): the oracle falls back to numpy float64, and ``demo``,
-``run`` and ``parity`` still work (torch hidden from a subprocess by tests/_no_torch)."""
+``run`` and ``parity`` still work (torch hidden from a subprocess by tests/_hide)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import hidden_env
 
 import onnx_smoothl1 as sl1
 from onnx_smoothl1 import oracle, parity
-
-NO_TORCH = str(Path(__file__).resolve().parent / "_no_torch")
 
 
 def _bits(a: np.ndarray) -> np.ndarray:
@@ -51,14 +48,13 @@ def test_numpy_oracle_matches_torch_on_the_grid(dtype):
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [NO_TORCH, os.environ.get("PYTHONPATH")]))}
     return subprocess.run([sys.executable, "-m", "onnx_smoothl1.cli", *args], capture_output=True,
-                          text=True, timeout=600, env=env)
+                          text=True, timeout=600, env=hidden_env("torch"))
 
 
 def test_torch_is_really_hidden():
     proc = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": NO_TORCH})
+                          env=hidden_env("torch"))
     assert proc.returncode != 0 and "No module named 'torch'" in proc.stderr
 
 

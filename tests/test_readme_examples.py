@@ -18,15 +18,13 @@ replaces it), built by scripts/build_wheel.sh when there is none.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from _wheel import wheel_copy
+from _wheel import make_venv, pip, venv_env, wheel_copy
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", ROOT / "docs" / "usage.md"]
@@ -85,33 +83,20 @@ def _page_blocks() -> list[Block]:
 BLOCKS = _page_blocks()
 
 
-def _wheel(tmp: Path) -> Path:
-    return wheel_copy(tmp)
-
-
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv (no pip) with the wheel's [cpu] install and torch==2.13.0, nothing else."""
     tmp = tmp_path_factory.mktemp("readme_venv")
-    wheel = _wheel(tmp)
-    env_dir = tmp / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True, timeout=300)
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(env_dir / "bin" / "python"), "install", "-q", "--no-compile",
-         "-c", str(ROOT / "constraints.txt"), f"{wheel}[cpu]", "torch==2.13.0"],
-        capture_output=True, text=True, timeout=INSTALL_TIMEOUT, cwd=tmp)
+    wheel = wheel_copy(tmp)
+    env_dir = make_venv(tmp / "venv")
+    proc = pip(env_dir, "install", "-q", "--no-compile", "-c", ROOT / "constraints.txt", f"{wheel}[cpu]",
+               "torch==2.13.0", cwd=tmp, timeout=INSTALL_TIMEOUT)
     assert proc.returncode == 0, f"installing {wheel.name} failed:\n{proc.stdout[-TAIL:]}\n{proc.stderr[-TAIL:]}"
     return env_dir
 
 
 def _env(venv: Path) -> dict[str, str]:
-    """An activated venv: its bin first on PATH; nothing that points back into the checkout."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "ONNX_SMOOTHL1_LIBRARY", "PYTHONSTARTUP")}
-    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', os.defpath)}"
-    env["VIRTUAL_ENV"] = str(venv)
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return env
+    return {**venv_env(venv), "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def run_block(block: Block, venv: Path, cwd: Path, timeout: int = BLOCK_TIMEOUT) -> subprocess.CompletedProcess:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from _wheel import ROOT, WHEEL_RE, built_wheel
+from _wheel import ROOT, WHEEL_RE, built_wheel, make_venv, pip, venv_env
 
 import onnx_smoothl1 as sl1
 from onnx_smoothl1 import cli, oracle
@@ -46,13 +46,10 @@ def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     The test suite's own pip installs into it (``pip --python``), pinned by constraints.txt;
     ``--no-compile`` skips byte-compiling onnx/numpy/sympy, a third of the install time.
     """
-    env_dir = tmp_path_factory.mktemp("wheel") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True, timeout=120)
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(env_dir / "bin" / "python"), "install", "-q",
-         "--no-compile", "--disable-pip-version-check", "-c", str(ROOT / "constraints.txt"), f"{wheel}[cpu]"],
-        capture_output=True, text=True, timeout=600,
-    )
+    tmp = tmp_path_factory.mktemp("wheel")
+    env_dir = make_venv(tmp / "venv")
+    proc = pip(env_dir, "install", "-q", "--no-compile", "--disable-pip-version-check", "-c",
+               ROOT / "constraints.txt", f"{wheel}[cpu]", cwd=tmp, timeout=600)
     assert proc.returncode == 0, f"pip install {wheel.name} failed:\n{proc.stderr[-3000:]}"
     return env_dir
 
@@ -78,11 +75,9 @@ def test_wheel_carries_the_cuda_kernels_and_stays_small(wheel: Path, tmp_path: P
 
 
 def _in_venv(venv: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """Run a command of the venv outside the source tree, with nothing leaking in from this
-    process (PYTHONPATH, a library override), so only the installed wheel can be imported."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ONNX_SMOOTHL1_LIBRARY", "VIRTUAL_ENV")}
-    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    return subprocess.run(list(args), capture_output=True, text=True, timeout=600, cwd=cwd, env=env)
+    """Run a command of the venv outside the source tree (``venv_env``: only the installed
+    wheel can be imported)."""
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=600, cwd=cwd, env=venv_env(venv))
 
 
 def test_wheel_is_manylinux_py3_none_and_vendors_nothing(wheel: Path):

@@ -21,16 +21,6 @@ def _cmd_parity(args: argparse.Namespace) -> None:
         unknown = [p for p in paths if p not in parity.PATHS]
         if unknown:
             raise UsageError(f"--paths: unknown {', '.join(unknown)}; choose from {', '.join(parity.PATHS)}")
-        if not args.allow_missing:  # a path asked for by name must run (or say why not)
-            for name in paths:
-                path = parity.PATHS[name]()
-                try:
-                    reason = path.unavailable
-                finally:
-                    path.close()
-                if reason is not None:
-                    raise UsageError(f"--paths: {name} is not available here: {reason} "
-                                     "(add --allow-missing to run the other paths)")
     if args.write_cases is not None and args.model is not None:
         raise UsageError("--write-cases writes the grid; it does not take --model")
     if args.model is None:
@@ -58,14 +48,18 @@ def _cmd_parity(args: argparse.Namespace) -> None:
                     print(f"  {label}", file=sys.stderr)
                 bar.done(count=units)
 
-            from ..parity.run import GridInterrupted
+            from ..parity.run import GridInterrupted, PathUnavailable
 
             try:
                 report = parity.run_grid(
-                    dtypes, paths=paths, quick=args.quick, losses=losses, progress=done, now=bar.now
+                    dtypes, paths=paths, quick=args.quick, losses=losses, progress=done, now=bar.now,
+                    require=bool(paths) and not args.allow_missing,  # a path asked for by name must run
                 )
             except GridInterrupted as exc:
                 report = exc.report
+            except PathUnavailable as exc:
+                raise UsageError(f"--paths: {exc.name} is not available here: {exc.reason} "
+                                 "(add --allow-missing to run the other paths)") from exc
         if report.partial:  # Ctrl-C: what ran is written (marked partial), then exit 130
             if args.report:
                 _write(args.report, report.markdown())

@@ -106,13 +106,15 @@ def run_grid(
     deltas: Sequence[float] | None = None,
     progress: Callable[[str, int], None] | None = None,
     now: Callable[[str], None] | None = None,
+    require: bool = False,
 ) -> Report:
     """Run the grid through every selected path; see the module docstring.
 
     ``progress(label, units)`` is called as results come in: ``units`` (case, path) results
     are done (a grid of C cases and P paths has C x P), ``label`` is the case's (and the path's
     when it runs apart). ``now("case_label: path")`` is called before each path runs a case
-    (the CLI's progress bar shows both).
+    (the CLI's progress bar shows both). ``require``: every selected path must be available
+    (``PathUnavailable`` otherwise, before anything runs), as when the caller named them.
 
     Every path gets ``prepare(cases)`` first (the compiler paths start compiling in their
     workers). A path whose runtime runs in a worker process (``in_worker``) is driven from a
@@ -123,6 +125,12 @@ def run_grid(
     cases = grid(dtypes, shapes=shapes, betas=betas, quick=quick, losses=losses, deltas=deltas)
     dtype_list = list(dict.fromkeys(c.dtype for c in cases))
     selected = select_paths(paths)
+    if require:  # the paths were named: one that cannot run here is an error, before the grid
+        for path in selected:
+            if path.unavailable is not None:
+                for p in selected:
+                    p.close()
+                raise PathUnavailable(path.name, path.unavailable)
     cells = {
         (p.name, d): Cell(p.name, d, baseline=p.baseline) for p in selected for d in dtype_list
     }
@@ -224,6 +232,14 @@ def run_grid(
     if interrupted:
         raise GridInterrupted(report)
     return report
+
+
+class PathUnavailable(ValueError):
+    """``run_grid(require=True)``: a named path cannot run here; ``name`` and ``reason``."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"paths: {name} is not available here: {reason}")
+        self.name, self.reason = name, reason
 
 
 class GridInterrupted(KeyboardInterrupt):
