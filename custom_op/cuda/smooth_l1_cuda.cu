@@ -671,27 +671,36 @@ constexpr int kMinSm = 75;
 // 1 once a device passed the check (a failed check is repeated: the message is cheap).
 std::atomic<int> g_device_ok[kMaxDevices];
 
-int check_device(int device, char* err, size_t err_len) {
-  if (device < 0 || device >= kMaxDevices)
-    return fail(err, err_len, "CUDA kernel: device ordinal %d out of range", device);
-  if (g_device_ok[device].load(std::memory_order_relaxed)) return 0;
-  int driver = 0;
-  cudaError_t st = cudaDriverGetVersion(&driver);
-  if (st != cudaSuccess || driver == 0)
+// The decision, on the versions the driver and the device report (kept apart from the CUDA
+// calls so the launcher test can feed it what an old driver or an old GPU reports).
+int judge_device(int device, cudaError_t driver_status, int driver, int major, int minor, char* err,
+                 size_t err_len) {
+  if (driver_status != cudaSuccess || driver == 0)
     return fail(err, err_len, "no NVIDIA driver found (%s): install the NVIDIA driver for "
-                "CUDA %d.%d or newer", cudaGetErrorString(st), CUDART_VERSION / 1000,
+                "CUDA %d.%d or newer", cudaGetErrorString(driver_status), CUDART_VERSION / 1000,
                 (CUDART_VERSION % 1000) / 10);
   if (driver / 1000 < CUDART_VERSION / 1000)
     return fail(err, err_len, "the NVIDIA driver supports CUDA %d.%d, but these kernels were "
                 "built with CUDA %d.%d: update the driver (CUDA %d needs driver >= 580)",
                 driver / 1000, (driver % 1000) / 10, CUDART_VERSION / 1000,
                 (CUDART_VERSION % 1000) / 10, CUDART_VERSION / 1000);
+  if (major >= 0 && major * 10 + minor < kMinSm)
+    return fail(err, err_len, "GPU %d is sm_%d%d; the kernels need sm_%d or newer (run the "
+                "model on the CPU provider instead)", device, major, minor, kMinSm);
+  return 0;
+}
+
+int check_device(int device, char* err, size_t err_len) {
+  if (device < 0 || device >= kMaxDevices)
+    return fail(err, err_len, "CUDA kernel: device ordinal %d out of range", device);
+  if (g_device_ok[device].load(std::memory_order_relaxed)) return 0;
+  int driver = 0;
+  const cudaError_t st = cudaDriverGetVersion(&driver);
+  if (judge_device(device, st, driver, -1, 0, err, err_len)) return 1;  // the driver first
   int major = 0, minor = 0;
   SL1_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
   SL1_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-  if (major * 10 + minor < kMinSm)
-    return fail(err, err_len, "GPU %d is sm_%d%d; the kernels need sm_%d or newer (run the "
-                "model on the CPU provider instead)", device, major, minor, kMinSm);
+  if (judge_device(device, st, driver, major, minor, err, err_len)) return 1;
   g_device_ok[device].store(1, std::memory_order_relaxed);
   return 0;
 }
@@ -704,6 +713,11 @@ extern "C" int smooth_l1_cuda_device_check(int device, char* err, size_t err_len
 }
 
 extern "C" int smooth_l1_cuda_runtime_version(void) { return CUDART_VERSION; }
+
+extern "C" int smooth_l1_cuda_judge_device(int driver, int major, int minor, char* err, size_t err_len) {
+  if (err && err_len) err[0] = '\0';
+  return smoothl1_cuda::judge_device(0, cudaSuccess, driver, major, minor, err, err_len);
+}
 
 extern "C" int smooth_l1_cuda_host_status(char* msg, size_t msg_len) {
   using smoothl1_cuda::fail;

@@ -111,6 +111,11 @@ int smooth_l1_cuda_device_check(int device, char* err, size_t err_len);
  * device, too old). For `onnx-smoothl1 doctor`. */
 int smooth_l1_cuda_host_status(char* msg, size_t msg_len);
 
+/* smooth_l1_cuda_device_check's decision for GPU 0 on the values a host reports: the driver's
+ * CUDA version (cudaDriverGetVersion, e.g. 12040) and the GPU's compute capability; for the
+ * launcher test, which feeds it what an old driver or an old GPU reports. */
+int smooth_l1_cuda_judge_device(int driver, int major, int minor, char* err, size_t err_len);
+
 /* The CUDA runtime version the kernels were built with (CUDART_VERSION, e.g. 13000). */
 int smooth_l1_cuda_runtime_version(void);
 

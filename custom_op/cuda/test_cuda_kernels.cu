@@ -648,6 +648,18 @@ int main(int argc, char** argv) {
   }
   test_plans();
   test_huber_bad_delta();
+  {  // what the device check says to an old driver or an old GPU (their reported values)
+    char err[512];
+    check(smooth_l1_cuda_judge_device(12040, 9, 0, err, sizeof err) == 1 &&
+              std::strstr(err, "supports CUDA 12.4") && std::strstr(err, "update the driver"),
+          std::string("CUDA 12.4 driver refused: ") + err);
+    check(smooth_l1_cuda_judge_device(13000, 7, 0, err, sizeof err) == 1 && std::strstr(err, "sm_70") &&
+              std::strstr(err, "sm_75 or newer"),
+          std::string("sm_70 GPU refused: ") + err);
+    check(smooth_l1_cuda_judge_device(13000, 7, 5, err, sizeof err) == 0 &&
+              smooth_l1_cuda_judge_device(13020, 12, 1, err, sizeof err) == 0,
+          "CUDA 13 driver with sm_75 / sm_121 accepted");
+  }
   if (emulate) {  // every kernel check, on the CPU
     g_emulate = true;
     test_dtype<double>(quick);
