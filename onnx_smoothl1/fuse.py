@@ -43,7 +43,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 import onnx
 
-from . import spec
+from . import recognize, spec
 from .simplify import simplify
 
 L1Mode = Literal["reduced", "all", "off"]
@@ -404,6 +404,8 @@ def fuse(model: onnx.ModelProto, *, l1: L1Mode = "reduced") -> FuseResult:
         # The |x - y| a fused core started from is dead now unless something else reads
         # it; drop it before the next pass could match it again.
         RemoveUnusedNodesPass()(ir_model)
+    # What torch's own decompositions did not cover: hand-written forms, by probing.
+    count += recognize.replace(ir_model.graph, recognize.find(ir_model.graph, l1=l1))
     if count == 0:
         # Nothing to fuse; loss nodes already there may still have an Expand/Cast to lose.
         out = onnx.ModelProto()
