@@ -14,6 +14,16 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
+#if defined(__aarch64__)
+#include <arm_neon.h>
+// NEON intrinsics where GCC's generic vector code lowers badly on aarch64 (2-wide
+// float<->double conversions go through scalar fcvt and GPR moves; |x - y| is an AND with a
+// mask instead of fabd). -DSMOOTHL1_NEON_GENERIC builds the plain vector-extension code
+// instead, which benchmarks/aarch64_insns.py compares against (docs/kernels.md, "aarch64").
+#if !defined(SMOOTHL1_NEON_GENERIC)
+#define SMOOTHL1_NEON_INTRINSICS 1
+#endif
+#endif
 
 namespace onnx_smoothl1 {
 namespace cpu {
@@ -235,8 +245,16 @@ inline double CombineLanes(const double* a) {
 // ---------------------------------------------------------------------------------------
 // Portable loops (every type; float16 / bfloat16 always take these).
 
+// On aarch64 the portable contiguous loops stay functions of their own (called once per run
+// of up to kBlock elements), which benchmarks/aarch64_insns.py finds by name.
+#if defined(__aarch64__)
+#define SMOOTHL1_A64_NOINLINE __attribute__((noinline))
+#else
+#define SMOOTHL1_A64_NOINLINE
+#endif
+
 template <Loss L, typename T>
-void ElemContigPortable(const T* __restrict x, const T* __restrict y, T* __restrict out,
+SMOOTHL1_A64_NOINLINE void ElemContigPortable(const T* __restrict x, const T* __restrict y, T* __restrict out,
                         int64_t n, const ConstsFor<L, T>& c) {
   for (int64_t i = 0; i < n; ++i) out[i] = LossT<L>(x[i], y[i], c);
 }
@@ -250,7 +268,7 @@ void ElemStrided(const T* x, int64_t sx, const T* y, int64_t sy, T* __restrict o
 // Adds the losses of n elements into the kLanes accumulators ``acc`` (lane = i % kLanes
 // for the full groups of kLanes, then the tail from lane 0).
 template <Loss L, typename T>
-void SumContigPortable(const T* __restrict x, const T* __restrict y, int64_t n,
+SMOOTHL1_A64_NOINLINE void SumContigPortable(const T* __restrict x, const T* __restrict y, int64_t n,
                        const ConstsFor<L, T>& c, double* __restrict acc) {
   double a[kLanes];
   for (int j = 0; j < kLanes; ++j) a[j] = acc[j];
@@ -275,7 +293,7 @@ void SumStrided(const T* x, int64_t sx, const T* y, int64_t sy, int64_t n,
   for (int j = 0; j < kLanes; ++j) acc[j] = a[j];
 }
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__) || defined(__aarch64__))
 // float / double on x86: the same arithmetic lane by lane, written with GCC/Clang vector
 // extensions (the intrinsic types are such vectors too, so Formula<L>::Apply runs on them
 // unchanged) so it is vectorised whatever the auto-vectoriser decides, in three widths
@@ -285,6 +303,9 @@ void SumStrided(const T* x, int64_t sx, const T* y, int64_t sy, int64_t n,
 // of 8 always goes to lane j, and no FMA is formed (-ffp-contract=off), so every width gives
 // bitwise the portable code's result. Float compute (HuberLoss on float32) runs the formula
 // on float vectors twice as wide and widens the losses exactly into the double lanes.
+// On aarch64 the same 128-bit loops (SumBody128 / ElemBodyD<2> / ElemBodyF<F4>) are the NEON
+// variant: NEON (ASIMD) is part of the aarch64 baseline, so there is nothing to detect; level
+// 0 there is the portable scalar code, which the C++ test compares the NEON loops against.
 #define SMOOTHL1_ISA_DISPATCH 1
 
 // |v| of a GCC vector: clear the sign bits.
@@ -311,9 +332,26 @@ struct VConsts {
       : p0(Splat<V>(c.p0)), p1(Splat<V>(c.p1)), p2(Splat<V>(c.p2)) {}
 };
 
+// |x - y| of two vectors. NEON's fabd is |x - y| rounded once, as fsub then fabs: the
+// absolute value of the rounded difference (ARM's FPAbs(FPSub(x, y)), NaNs included).
+template <typename V>
+inline __attribute__((always_inline)) V AbsDiff(V x, V y) {
+#if defined(SMOOTHL1_NEON_INTRINSICS)
+  using E = std::remove_cv_t<std::remove_reference_t<decltype(x[0])>>;
+  if constexpr (sizeof(V) == 16 && std::is_same<E, double>::value) {
+    return reinterpret_cast<V>(
+        vabdq_f64(reinterpret_cast<float64x2_t>(x), reinterpret_cast<float64x2_t>(y)));
+  } else if constexpr (sizeof(V) == 16 && std::is_same<E, float>::value) {
+    return reinterpret_cast<V>(
+        vabdq_f32(reinterpret_cast<float32x4_t>(x), reinterpret_cast<float32x4_t>(y)));
+  }
+#endif
+  return AbsV(x - y);
+}
+
 template <Loss L, typename V>
 inline __attribute__((always_inline)) V LossV(V x, V y, const VConsts<V>& c) {
-  return Formula<L>::Apply(AbsV(x - y), c.p0, c.p1, c.p2);
+  return Formula<L>::Apply(AbsDiff(x, y), c.p0, c.p1, c.p2);
 }
 
 template <typename V, typename T>
@@ -353,6 +391,8 @@ inline __attribute__((always_inline)) typename Vec<W>::D LoadV(const float* p) {
     return reinterpret_cast<typename Vec<W>::D>(
         _mm_cvtps_pd(_mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)))));
   }
+#elif defined(SMOOTHL1_NEON_INTRINSICS)
+  if constexpr (W == 2) return reinterpret_cast<typename Vec<W>::D>(vcvt_f64_f32(vld1_f32(p)));
 #endif
   typename Vec<W>::F f;
   std::memcpy(&f, p, sizeof f);
@@ -364,6 +404,12 @@ inline __attribute__((always_inline)) typename Vec<W>::D LoadV(const double* p) 
 }
 template <int W>
 inline __attribute__((always_inline)) void StoreV(float* p, typename Vec<W>::D v) {
+#if defined(SMOOTHL1_NEON_INTRINSICS)
+  if constexpr (W == 2) {  // fcvtn; the same rounding as the scalar conversion
+    vst1_f32(p, vcvt_f32_f64(reinterpret_cast<float64x2_t>(v)));
+    return;
+  }
+#endif
   const typename Vec<W>::F f = __builtin_convertvector(v, typename Vec<W>::F);
   std::memcpy(p, &f, sizeof f);
 }
@@ -380,11 +426,38 @@ typedef float F16 __attribute__((vector_size(64)));
 typedef Vec<4>::D D4;
 typedef Vec<8>::D D8;
 
-// --- SSE2 (baseline): 2-double vectors, 4 of them make the 8 lanes; float compute on
-// 4-float vectors.
+// The low and high halves of 4 float losses, widened exactly to 2 doubles each.
+#if defined(__SSE2__)
+inline __attribute__((always_inline)) Vec<2>::D WidenLo(__m128 l) {
+  return reinterpret_cast<Vec<2>::D>(_mm_cvtps_pd(l));
+}
+inline __attribute__((always_inline)) Vec<2>::D WidenHi(__m128 l) {
+  return reinterpret_cast<Vec<2>::D>(_mm_cvtps_pd(_mm_movehl_ps(l, l)));
+}
+#define SMOOTHL1_F4 __m128
+#elif defined(SMOOTHL1_NEON_INTRINSICS)  // fcvtl / fcvtl2
+inline __attribute__((always_inline)) Vec<2>::D WidenLo(float32x4_t l) {
+  return reinterpret_cast<Vec<2>::D>(vcvt_f64_f32(vget_low_f32(l)));
+}
+inline __attribute__((always_inline)) Vec<2>::D WidenHi(float32x4_t l) {
+  return reinterpret_cast<Vec<2>::D>(vcvt_high_f64_f32(l));
+}
+#define SMOOTHL1_F4 float32x4_t
+#else  // generic vector extensions
+inline __attribute__((always_inline)) Vec<2>::D WidenLo(F4 l) {
+  return __builtin_convertvector(__builtin_shufflevector(l, l, 0, 1), Vec<2>::D);
+}
+inline __attribute__((always_inline)) Vec<2>::D WidenHi(F4 l) {
+  return __builtin_convertvector(__builtin_shufflevector(l, l, 2, 3), Vec<2>::D);
+}
+#define SMOOTHL1_F4 F4
+#endif
+
+// --- 128-bit (SSE2, the x86 baseline; NEON on aarch64): 2-double vectors, 4 of them make
+// the 8 lanes; float compute on 4-float vectors.
 
 template <Loss L, typename T>
-inline __attribute__((always_inline)) void SumBodySse2(const T* __restrict x,
+inline __attribute__((always_inline)) void SumBody128(const T* __restrict x,
                                                        const T* __restrict y, int64_t n,
                                                        const ConstsFor<L, T>& c,
                                                        double* __restrict acc) {
@@ -399,10 +472,10 @@ inline __attribute__((always_inline)) void SumBodySse2(const T* __restrict x,
       PrefetchAhead(x + i);
       PrefetchAhead(y + i);
       for (int h = 0; h < 2; ++h) {
-        const __m128 l = reinterpret_cast<__m128>(
+        const SMOOTHL1_F4 l = reinterpret_cast<SMOOTHL1_F4>(
             LossV<L>(LoadRaw<F4>(x + i + 4 * h), LoadRaw<F4>(y + i + 4 * h), v));
-        a[2 * h] += reinterpret_cast<D>(_mm_cvtps_pd(l));
-        a[2 * h + 1] += reinterpret_cast<D>(_mm_cvtps_pd(_mm_movehl_ps(l, l)));
+        a[2 * h] += WidenLo(l);
+        a[2 * h + 1] += WidenHi(l);
       }
     }
   } else {
@@ -451,10 +524,11 @@ inline __attribute__((always_inline)) void ElemBodyF(const float* __restrict x,
   for (; i < n; ++i) out[i] = LossT<L>(x[i], y[i], c);
 }
 
+#if defined(__x86_64__) || defined(__i386__)
 template <Loss L, typename T>
 void SumSse2(const T* __restrict x, const T* __restrict y, int64_t n, const ConstsFor<L, T>& c,
              double* __restrict acc) {
-  SumBodySse2<L>(x, y, n, c, acc);
+  SumBody128<L>(x, y, n, c, acc);
 }
 template <Loss L, typename T>
 void ElemSse2(const T* __restrict x, const T* __restrict y, T* __restrict out, int64_t n,
@@ -594,6 +668,113 @@ int DetectIsa() {
   if (__builtin_cpu_supports("avx2")) return 1;
   return 0;
 }
+#else  // aarch64
+// --- NEON: 128-bit vectors, 8 elements per iteration, the 8 double lanes as four 2-double
+// accumulators (element i + j of a group of 8 goes to lane j, as everywhere). noinline keeps
+// each a function of its own, which benchmarks/aarch64_insns.py finds by name to count the
+// instructions of its loop. With -DSMOOTHL1_NEON_GENERIC they run the x86 baseline's
+// 128-bit loops in plain vector extensions instead (for that comparison only).
+#if defined(SMOOTHL1_NEON_INTRINSICS)
+using D2 = Vec<2>::D;
+// Four stored elements as two 2-double vectors (float: one 128-bit load, fcvtl / fcvtl2).
+inline __attribute__((always_inline)) void Load4D(const float* p, D2& lo, D2& hi) {
+  const float32x4_t f = vld1q_f32(p);
+  lo = reinterpret_cast<D2>(vcvt_f64_f32(vget_low_f32(f)));
+  hi = reinterpret_cast<D2>(vcvt_high_f64_f32(f));
+}
+inline __attribute__((always_inline)) void Load4D(const double* p, D2& lo, D2& hi) {
+  lo = LoadRaw<D2>(p);
+  hi = LoadRaw<D2>(p + 2);
+}
+// Two 2-double vectors stored as four elements (float: fcvtn / fcvtn2, each rounding once
+// to nearest even like the scalar conversion, then one 128-bit store).
+inline __attribute__((always_inline)) void Store4D(float* p, D2 lo, D2 hi) {
+  vst1q_f32(p, vcvt_high_f32_f64(vcvt_f32_f64(reinterpret_cast<float64x2_t>(lo)),
+                                 reinterpret_cast<float64x2_t>(hi)));
+}
+inline __attribute__((always_inline)) void Store4D(double* p, D2 lo, D2 hi) {
+  StoreRaw(p, lo);
+  StoreRaw(p + 2, hi);
+}
+#endif
+
+template <Loss L, typename T>
+__attribute__((noinline)) void SumNeon(const T* __restrict x, const T* __restrict y, int64_t n,
+                                       const ConstsFor<L, T>& c, double* __restrict acc) {
+#if defined(SMOOTHL1_NEON_INTRINSICS)
+  static_assert(kLanes == 8, "four 2-lane accumulators");
+  // Named accumulators, not an array: GCC keeps an array's vectors in memory (two stp per
+  // iteration).
+  D2 a0 = LoadRaw<D2>(acc), a1 = LoadRaw<D2>(acc + 2), a2 = LoadRaw<D2>(acc + 4),
+     a3 = LoadRaw<D2>(acc + 6);
+  int64_t i = 0;
+  if constexpr (std::is_same<Compute<L, T>, float>::value) {
+    const VConsts<F4> v(c);
+    for (; i + kLanes <= n; i += kLanes) {
+      PrefetchAhead(x + i);
+      PrefetchAhead(y + i);
+      const float32x4_t l0 =
+          reinterpret_cast<float32x4_t>(LossV<L>(LoadRaw<F4>(x + i), LoadRaw<F4>(y + i), v));
+      const float32x4_t l1 = reinterpret_cast<float32x4_t>(
+          LossV<L>(LoadRaw<F4>(x + i + 4), LoadRaw<F4>(y + i + 4), v));
+      a0 += WidenLo(l0);
+      a1 += WidenHi(l0);
+      a2 += WidenLo(l1);
+      a3 += WidenHi(l1);
+    }
+  } else {
+    const VConsts<D2> v(c);
+    for (; i + kLanes <= n; i += kLanes) {
+      PrefetchAhead(x + i);
+      PrefetchAhead(y + i);
+      D2 x0, x1, x2, x3, y0, y1, y2, y3;
+      Load4D(x + i, x0, x1);
+      Load4D(x + i + 4, x2, x3);
+      Load4D(y + i, y0, y1);
+      Load4D(y + i + 4, y2, y3);
+      a0 += LossV<L>(x0, y0, v);
+      a1 += LossV<L>(x1, y1, v);
+      a2 += LossV<L>(x2, y2, v);
+      a3 += LossV<L>(x3, y3, v);
+    }
+  }
+  StoreRaw(acc, a0);
+  StoreRaw(acc + 2, a1);
+  StoreRaw(acc + 4, a2);
+  StoreRaw(acc + 6, a3);
+  for (int j = 0; i < n; ++i, ++j) acc[j] += LossD<L>(x[i], y[i], c);
+#else
+  SumBody128<L>(x, y, n, c, acc);
+#endif
+}
+
+template <Loss L, typename T>
+__attribute__((noinline)) void ElemNeon(const T* __restrict x, const T* __restrict y,
+                                        T* __restrict out, int64_t n, const ConstsFor<L, T>& c) {
+  if constexpr (std::is_same<Compute<L, T>, float>::value) {
+    ElemBodyF<F4, L>(x, y, out, n, c);  // 8 floats per iteration, 128-bit loads and stores
+  } else {
+#if defined(SMOOTHL1_NEON_INTRINSICS)
+    const VConsts<D2> v(c);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      PrefetchAhead(x + i);
+      PrefetchAhead(y + i);
+      for (int h = 0; h < 8; h += 4) {
+        D2 x0, x1, y0, y1;
+        Load4D(x + i + h, x0, x1);
+        Load4D(y + i + h, y0, y1);
+        Store4D(out + i + h, LossV<L>(x0, y0, v), LossV<L>(x1, y1, v));
+      }
+    }
+    for (; i < n; ++i) out[i] = LossT<L>(x[i], y[i], c);
+#else
+    ElemBodyD<2, L>(x, y, out, n, c);
+#endif
+  }
+}
+int DetectIsa() { return 1; }  // NEON (ASIMD) is baseline on aarch64: no SVE, nothing to detect
+#endif  // x86 / aarch64
 std::atomic<int> g_isa{-1};  // -1: not detected yet
 inline int Isa() {
   int isa = g_isa.load(std::memory_order_relaxed);
@@ -609,9 +790,14 @@ void SumContig(const T* __restrict x, const T* __restrict y, int64_t n, const Co
                double* __restrict acc) {
   if constexpr (std::is_same<T, float>::value || std::is_same<T, double>::value) {
     switch (Isa()) {
+#if defined(__x86_64__) || defined(__i386__)
       case 2: SumAvx512<L>(x, y, n, c, acc); return;
       case 1: SumAvx2<L>(x, y, n, c, acc); return;
       default: SumSse2<L>(x, y, n, c, acc); return;
+#else
+      case 1: SumNeon<L>(x, y, n, c, acc); return;
+      default: SumContigPortable<L>(x, y, n, c, acc); return;
+#endif
     }
   } else {
     SumContigPortable<L>(x, y, n, c, acc);
@@ -622,9 +808,14 @@ void ElemContig(const T* __restrict x, const T* __restrict y, T* __restrict out,
                 const ConstsFor<L, T>& c) {
   if constexpr (std::is_same<T, float>::value || std::is_same<T, double>::value) {
     switch (Isa()) {
+#if defined(__x86_64__) || defined(__i386__)
       case 2: ElemAvx512<L>(x, y, out, n, c); return;
       case 1: ElemAvx2<L>(x, y, out, n, c); return;
       default: ElemSse2<L>(x, y, out, n, c); return;
+#else
+      case 1: ElemNeon<L>(x, y, out, n, c); return;
+      default: ElemContigPortable<L>(x, y, out, n, c); return;
+#endif
     }
   } else {
     ElemContigPortable<L>(x, y, out, n, c);

@@ -70,9 +70,11 @@ template <typename T>
 bool LossSum(const T* x, const T* y, const BroadcastPlan& plan, const Attrs& attrs,
                  const Parallel& parallel, double* sum);
 
-// Which instruction-set variant of the float/double loops runs: 0 baseline (SSE2), 1 AVX2,
-// 2 AVX-512F; detected once from the CPU. Tests force a lower level (-1: the best available)
-// to check all variants give bitwise the same results; returns the level now in use.
+// Which instruction-set variant of the float/double loops runs: on x86 0 baseline (SSE2),
+// 1 AVX2, 2 AVX-512F, detected once from the CPU; on aarch64 0 the portable scalar loops,
+// 1 NEON (baseline, always available); elsewhere 0 (portable only). Tests force a lower
+// level (-1: the best available) to check all variants give bitwise the same results;
+// returns the level now in use.
 int SetIsaForTesting(int level);
 
 }  // namespace cpu
