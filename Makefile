@@ -131,3 +131,18 @@ version-matrix: $(STAMP) $(LIB)
 # Benchmarks (CPU; GPU too where onnxruntime has the CUDA EP) -> benchmarks/results/REPORT.md
 bench: $(STAMP) $(LIB)
 	$(VENV)/bin/onnx-smoothl1 bench $(BENCH_REPORT_ARGS)
+
+# --- aarch64 (issue 25; docs/kernels.md "aarch64"), cross-built and emulated on this x86-64
+# machine, nothing installed system-wide: Debian's GCC 12 aarch64 cross toolchain unpacked into
+# third_party/aarch64/toolchain, the aarch64 manylinux wheel (dist-aarch64/), the C++ kernel
+# test under qemu-aarch64-static (NEON vs portable bitwise), the hot loops' instructions per
+# element (benchmarks/aarch64_insns.py; fails if a NEON loop is not vectorised), then the wheel
+# end to end in an emulated aarch64 CPython (scripts/aarch64/e2e.sh).
+.PHONY: test-aarch64
+test-aarch64: $(WHEEL_VENV)/.ready
+	bash scripts/aarch64/fetch_toolchain.sh third_party/aarch64/toolchain
+	bash scripts/aarch64/build_wheel.sh $(WHEEL_VENV)/bin/python
+	bash scripts/aarch64/cxx_test.sh
+	$(PYTHON) benchmarks/aarch64_insns.py
+	@test -f scripts/aarch64/e2e.sh || { echo "test-aarch64: scripts/aarch64/e2e.sh not found (the emulated end-to-end check, issue 25 part B)" >&2; exit 2; }
+	bash scripts/aarch64/e2e.sh $$(ls dist-aarch64/onnx_smoothl1-*-py3-none-manylinux*_aarch64.whl)
