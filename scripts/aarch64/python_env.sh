@@ -42,8 +42,11 @@ ORT_VERSION=${AARCH64_ORT:-$(pin onnxruntime)}
 # pinned as the x86 test venv pins them (constraints.txt) where it does.
 REQS=("onnxruntime==$ORT_VERSION" "onnx==$(pin onnx)" "onnxscript==$(pin onnxscript)"
       "tqdm==$(pin tqdm)" "numpy>=1.24" "ml_dtypes>=0.4")
-PLATFORMS=(--platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64
-           --python-version 3.11 --implementation cp --abi cp311 --only-binary=:all:)
+# pip's --platform takes manylinux_X_Y literally (only the legacy manylinux2014/2010 aliases
+# are expanded): every tag glibc 2.36 (bookworm) accepts is listed.
+PLATFORMS=(--platform manylinux2014_aarch64 --python-version 3.11 --implementation cp --abi cp311
+           --only-binary=:all:)
+for g in $(seq 17 36); do PLATFORMS+=(--platform "manylinux_2_${g}_aarch64"); done
 
 if [[ -n "${AARCH64_PIP:-}" ]]; then PIP_PY=$AARCH64_PIP
 elif [[ -x "$ROOT/.venv/bin/python" ]]; then PIP_PY=$ROOT/.venv/bin/python
