@@ -22,6 +22,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -30,7 +31,9 @@ from onnx import TensorProto, helper, numpy_helper
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import test_fuse_corpus as tc  # noqa: E402  (the export/fuse/check helpers live with the tests)
 
-fc = tc.fc  # tests/fuse_corpus.py, the data (this script shares its file name, so not imported by name)
+# tests/fuse_corpus.py, the data: this script shares its file name, so it is neither imported by
+# name here nor visible to mypy as that module when this file is checked (hence Any).
+fc: Any = tc.fc
 
 import onnx_smoothl1 as sl1  # noqa: E402
 
