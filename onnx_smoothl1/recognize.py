@@ -46,6 +46,7 @@ What is replaced, and what stays:
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 from collections.abc import Callable, Iterable, Sequence
@@ -328,8 +329,10 @@ def _thresholds(region: _Region) -> list[float]:
     return sorted(found)
 
 
-def _probes(thresholds: Sequence[float], dtype: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(ordinary, extreme) probe values of ``d`` in ``dtype``, both signs."""
+@functools.lru_cache(maxsize=256)
+def _probes(thresholds: tuple[float, ...], dtype: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(ordinary, extreme) probe values of ``d`` in ``dtype``, both signs (cached: the
+    layers of one network repeat the same constants)."""
     info = ml_dtypes.finfo(dtype)
     base = [0.0, float(info.tiny), float(info.tiny) * 3, 1e-8, 1e-4, 1e-3, 0.01, 0.1, 0.25, 0.3, 0.5,
             0.7, 1.0, 1.5, 2.0, 3.0, 7.0, 10.0, 33.0, 100.0, 1000.0]
@@ -373,10 +376,10 @@ def _formula(d: np.ndarray, beta: float) -> np.ndarray:
 
 def _agrees(got: np.ndarray, want64: np.ndarray, dtype: Any) -> np.ndarray:
     """Element-wise: ``got`` (in dtype) is within ULPS of ``want64`` rounded to dtype."""
-    want = want64.astype(dtype)
-    g, w = got.astype(np.float64), want.astype(np.float64)
     info = ml_dtypes.finfo(dtype)
     with np.errstate(all="ignore"):
+        want = want64.astype(dtype)
+        g, w = got.astype(np.float64), want.astype(np.float64)
         exponent = np.floor(np.log2(np.abs(w)))
         ulp = np.maximum(2.0 ** (exponent - info.nmant), float(info.smallest_subnormal))
         close = np.abs(g - w) <= ULPS * ulp
@@ -416,6 +419,13 @@ def _match(got: np.ndarray, thresholds: Sequence[float], probes: tuple[np.ndarra
     """``(β, c)`` when ``got`` is c·SmoothL1(β) on the probes (β = 0: c·L1), else None."""
     ordinary = probes[0]
     n = len(ordinary)
+    # Necessary for any c > 0: zero at d = 0 (the first probe), non-negative and even.
+    # Cheap, and it turns away nearly every value that is not a loss before any fitting.
+    with np.errstate(all="ignore"):
+        g = got[:n].astype(np.float64)
+        half = n // 2
+        if g[0] != 0 or not (g >= 0).all() or not np.allclose(g[:half], g[half:], rtol=1e-2, atol=0):
+            return None
     for beta in [*thresholds, *([0.0] if allow_l1 else [])]:
         for scale in _scales(got[:n], beta, ordinary, dtype):
             if _fits(got, scale, beta, probes, dtype):
@@ -426,39 +436,45 @@ def _match(got: np.ndarray, thresholds: Sequence[float], probes: tuple[np.ndarra
 # --- reductions ---------------------------------------------------------------------------
 
 
-def _full_reduction(value: Any, consts: _Constants) -> tuple[str, Any] | None:
-    """``(reduction, the scalar value it produces)`` when the only reader of ``value`` is a
+def _covers_all(axes_value: Any, rank: int | None, consts: _Constants) -> bool:
+    """Whether an ``axes`` input names every axis of a rank-``rank`` tensor."""
+    axes = consts.get(axes_value)
+    if axes is None or rank is None:
+        return False
+    return sorted({int(a) % max(rank, 1) for a in axes.reshape(-1)}) == list(range(rank))
+
+
+def _full_reduction(value: Any, consts: _Constants, *, sole: bool) -> tuple[str, Any] | None:
+    """``(reduction, the scalar value it produces)`` for a reader of ``value`` that is a
     ReduceMean/ReduceSum over all its axes giving a rank-0 result (keepdims=0, or keepdims=1
-    then a Squeeze of every axis), else None."""
+    then a Squeeze of every axis), else None. ``sole``: it must be the only reader."""
     uses = list(value.uses())
-    if len(uses) != 1 or value.is_graph_output():
-        return None
-    node = uses[0].node
-    if node.domain not in ("", "ai.onnx") or node.op_type not in ("ReduceMean", "ReduceSum"):
-        return None
-    if node.attributes.get_int("noop_with_empty_axes", 0) != 0 or "axes" in node.attributes:
+    if sole and (len(uses) != 1 or value.is_graph_output()):
         return None
     rank = len(value.shape) if value.shape is not None else None
-    if len(node.inputs) > 1 and node.inputs[1] is not None:
-        axes = consts.get(node.inputs[1])
-        if axes is None or rank is None:
-            return None
-        if sorted(int(a) % max(rank, 1) for a in axes.reshape(-1)) != list(range(rank)):
-            return None
-    out = node.outputs[0]
-    if node.attributes.get_int("keepdims", 1) == 0:
-        return ("mean" if node.op_type == "ReduceMean" else "sum"), out
-    readers = list(out.uses())
-    if len(readers) != 1 or out.is_graph_output():
-        return None
-    squeeze = readers[0].node
-    if squeeze.op_type != "Squeeze" or squeeze.domain not in ("", "ai.onnx"):
-        return None
-    if len(squeeze.inputs) > 1 and squeeze.inputs[1] is not None:
-        axes = consts.get(squeeze.inputs[1])
-        if axes is None or rank is None or sorted(int(a) % max(rank, 1) for a in axes.reshape(-1)) != list(range(rank)):
-            return None
-    return ("mean" if node.op_type == "ReduceMean" else "sum"), squeeze.outputs[0]
+    for use in uses:
+        node = use.node
+        if node.domain not in ("", "ai.onnx") or node.op_type not in ("ReduceMean", "ReduceSum"):
+            continue
+        if node.attributes.get_int("noop_with_empty_axes", 0) != 0 or "axes" in node.attributes:
+            continue
+        if len(node.inputs) > 1 and node.inputs[1] is not None and not _covers_all(node.inputs[1], rank, consts):
+            continue
+        reduction = "mean" if node.op_type == "ReduceMean" else "sum"
+        out = node.outputs[0]
+        if node.attributes.get_int("keepdims", 1) == 0:
+            return reduction, out
+        readers = list(out.uses())
+        if len(readers) != 1 or out.is_graph_output():
+            continue
+        squeeze = readers[0].node
+        if squeeze.op_type != "Squeeze" or squeeze.domain not in ("", "ai.onnx"):
+            continue
+        axes = squeeze.inputs[1] if len(squeeze.inputs) > 1 else None
+        if axes is not None and not _covers_all(axes, rank, consts):
+            continue
+        return reduction, squeeze.outputs[0]
+    return None
 
 
 # --- the search ---------------------------------------------------------------------------
@@ -496,7 +512,7 @@ def find(graph: Any, *, l1: str = "reduced") -> list[Found]:
 def _search_region(region: _Region, consts: _Constants, l1: str) -> Iterable[Found]:
     dtype = region.a.dtype.numpy()
     thresholds = _thresholds(region)
-    probes = _probes(thresholds, dtype)
+    probes = _probes(tuple(thresholds), dtype)
     d = np.concatenate(probes)
     try:
         values = _run_region(region, d)
@@ -509,31 +525,45 @@ def _search_region(region: _Region, consts: _Constants, l1: str) -> Iterable[Fou
         got = values[id(value)]
         if value.dtype != region.a.dtype or got.dtype != dtype or got.shape != d.shape:
             continue
-        reduction = _full_reduction(value, consts)
-        allow_l1 = l1 == "all" or (l1 == "reduced" and reduction is not None)
-        fit = _match(got, thresholds, probes, dtype, allow_l1)
+        reduced = _full_reduction(value, consts, sole=False)
+        fit = _match(got, thresholds, probes, dtype, allow_l1=l1 == "all" or (l1 == "reduced" and reduced is not None))
         if fit is None:
             continue
         beta, scale = fit
         # Prefer a smooth loss over L1, the node alone (c = 1, or Huber's c = β) over a
         # scaled one, then the outer value.
-        preference = (beta > 0, scale in (1.0, beta), position)
-        candidates.append((preference, value, beta, scale, reduction))
+        candidates.append(((beta > 0, scale in (1.0, beta), position), value, beta, scale))
     taken: list[Found] = []
     cones: list[tuple[Any, set[int]]] = []
-    for _, value, beta, scale, reduction in sorted(candidates, key=lambda c: c[0], reverse=True):
+    for _, value, beta, scale in sorted(candidates, key=lambda c: c[0], reverse=True):
         cone = _cone(value, region_ids)
-        # A match inside a taken one, or containing one, is not taken as well.
-        if any(id(value) in other or id(other_value) in cone for other_value, other in cones):
-            continue
-        if beta > 0 and scale == beta and scale != 1.0:
-            op_type, scale = spec.HUBER_OP_TYPE, 1.0
+        if beta == 0.0:
+            # L1 (|d|, also the first step of every smooth loss): its full reduction, or in
+            # l1="all" the value itself unless only a taken loss reads it (then it goes).
+            reduced = _full_reduction(value, consts, sole=False)
+            if reduced is None and all(any(id(o) in c for o in u.node.outputs for _, c in cones)
+                                       for u in value.uses()) and not value.is_graph_output():
+                continue
         else:
-            op_type = spec.OP_TYPE
-        red, replaces = reduction if reduction is not None else ("none", value)
+            # A match inside a taken one, or containing one, is not taken as well.
+            if any(id(value) in other or id(other_value) in cone for other_value, other in cones):
+                continue
+            reduced = _full_reduction(value, consts, sole=True)
+        op_type = spec.OP_TYPE
+        if beta > 0 and scale == beta and (scale != 1.0 or _huber_shaped(cone, region)):
+            op_type, scale = spec.HUBER_OP_TYPE, 1.0
+        red, replaces = reduced if reduced is not None else ("none", value)
         taken.append(Found(value, region.a, region.b, op_type, beta, scale, red, replaces))
         cones.append((value, cone))
     return taken
+
+
+def _huber_shaped(cone: set[int], region: _Region) -> bool:
+    """For β = δ = 1, where SmoothL1Loss and HuberLoss are one function: whether the formula
+    is written as torch's huber (``(d * 0.5) * d``, no ``Pow``, no division by β), so
+    ``F.huber_loss(delta=1)`` comes back as the HuberLoss it was."""
+    ops = {n.op_type for n in region.nodes if id(n.outputs[0]) in cone}
+    return not ops & {"Pow", "Div", "Reciprocal"}
 
 
 # --- the rewrite --------------------------------------------------------------------------

@@ -174,15 +174,15 @@ def test_fuse_is_idempotent_and_leaves_other_models_alone():
     assert n == 0 and out == linear
 
 
-def _abs_sub_model(reduce: bool, dtype=onnx.TensorProto.FLOAT) -> onnx.ModelProto:
+def _abs_sub_model(reduce: bool, dtype=onnx.TensorProto.FLOAT, shape=(3,)) -> onnx.ModelProto:
     h = onnx.helper
     nodes = [h.make_node("Sub", ["a", "b"], ["d0"]), h.make_node("Abs", ["d0"], ["d"])]
     out = "d"
     if reduce:
         nodes.append(h.make_node("ReduceSum", ["d"], ["s"], keepdims=0))
         out = "s"
-    inputs = [h.make_tensor_value_info("a", dtype, [3]), h.make_tensor_value_info("b", dtype, [3])]
-    graph = h.make_graph(nodes, "g", inputs, [h.make_tensor_value_info(out, dtype, [] if reduce else [3])])
+    inputs = [h.make_tensor_value_info("a", dtype, list(shape)), h.make_tensor_value_info("b", dtype, list(shape))]
+    graph = h.make_graph(nodes, "g", inputs, [h.make_tensor_value_info(out, dtype, [] if reduce else list(shape))])
     return h.make_model(graph, opset_imports=[h.make_opsetid("", 18)], ir_version=9)
 
 
@@ -203,17 +203,25 @@ def test_l1_modes():
         sl1.fuse(bare, l1="yes")
 
 
-def test_partial_reduction_is_not_fused():
-    """ReduceSum over one axis is not the loss's reduction: only the element-wise part fuses."""
-    model = _abs_sub_model(reduce=True)
+@pytest.mark.parametrize("axes, folded", [([0], False), ([1], False), ([0, 1], True), ([-1, 0], True)])
+def test_partial_reduction_is_not_fused(axes, folded):
+    """ReduceSum over some axes is not the loss's reduction: only the element-wise part fuses
+    and the ReduceSum stays; over every axis (named in any order) it folds into the node."""
+    model = _abs_sub_model(reduce=True, shape=(2, 3))
     node = model.graph.node[2]
     node.input.append("axes")
-    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array([0], np.int64), "axes"))
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(axes, np.int64), "axes"))
+    model.graph.output[0].type.tensor_type.shape.ClearField("dim")
+    if not folded:
+        model.graph.output[0].type.tensor_type.shape.dim.add().dim_value = 3 if axes == [0] else 2
     fused, count = sl1.fuse(model, l1="all")
     assert count == 1
-    assert [n.op_type for n in fused.graph.node] == [spec.OP_TYPE, "ReduceSum"]
+    assert [n.op_type for n in fused.graph.node] == [spec.OP_TYPE] + ([] if folded else ["ReduceSum"])
     assert onnx.helper.get_attribute_value(
-        next(a for a in fused.graph.node[0].attribute if a.name == "reduction")) == b"none"
+        next(a for a in fused.graph.node[0].attribute if a.name == "reduction")) == (b"sum" if folded else b"none")
+    a, b = np.random.default_rng(0).standard_normal((2, 2, 3)).astype(np.float32)
+    got = sl1.inference_session(fused, custom_op=False).run(None, {"a": a, "b": b})[0]
+    np.testing.assert_allclose(got, np.abs(a - b).sum(axis=tuple(axes)), rtol=1e-6)
 
 
 def test_beta_not_exact_in_float32_is_left_alone():
