@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from .. import oracle
 from .cases import SHAPES, Case
 
 PASS, FAIL, UNSUPPORTED = "pass", "fail", "unsupported"
@@ -161,7 +162,7 @@ class Report:
             widths = [widths[0]] + [min(w, room) for w in widths[1:]]
         lines = [
             f"parity grid: {len(self.cases)} cases x {len(self.paths)} paths "
-            f"({self.seconds:.1f} s); errors vs torch float64; cpu "
+            f"({self.seconds:.1f} s); errors vs {_reference_name()}; cpu "
             f"{self.environment.get('cpu', '?')} ({self.environment.get('isa', '?')})",
             "  ".join(h.ljust(w) for h, w in zip(head, widths)),
         ]
@@ -217,7 +218,7 @@ class Report:
             "",
             *([f"**{self.partial_line()}**", ""] if self.partial else []),
             f"Grid: {len(self.cases)} cases = {self._grid_parts()}, each run "
-            "through every path and compared with PyTorch in float64 (`oracle.compare`, SPEC "
+            f"through every path and compared with {_reference_name(long=True)} (`oracle.compare`, SPEC "
             "tolerances). Cells: PASS/FAIL, cases passed / cases, worst absolute and relative "
             "error over the passing and failing cases, or why the path does not support them. "
             "The torch row is PyTorch in the inputs' own dtype, shown for reference (never a "
@@ -360,3 +361,11 @@ def environment() -> dict[str, str]:
         with contextlib.suppress(Exception):
             env[mod] = version(mod.replace("_", "-"))
     return env
+
+
+def _reference_name(long: bool = False) -> str:
+    """What the errors are measured against: PyTorch in float64, or, without torch, the oracle's
+    numpy float64 formula (``oracle.reference`` falls back to it)."""
+    if oracle.has_torch():
+        return "PyTorch in float64" if long else "torch float64"
+    return "the numpy float64 reference (torch is not installed)" if long else "numpy float64 (no torch)"
