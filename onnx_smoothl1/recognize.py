@@ -98,13 +98,33 @@ class _Constants:
     def get(self, value: Any) -> np.ndarray | None:
         if value is None:
             return None
-        key = id(value)
-        if key not in self.cache:
-            self.cache[key] = None  # a cycle cannot occur in a valid graph; be safe anyway
-            self.cache[key] = self._compute(value)
-        return self.cache[key]
+        # Depth-first with an explicit stack: a constant may be computed through thousands
+        # of nodes, deeper than Python's recursion limit.
+        stack = [value]
+        while stack:
+            top = stack[-1]
+            if id(top) in self.cache:
+                stack.pop()
+                continue
+            pending = [v for v in self._foldable_inputs(top) if id(v) not in self.cache]
+            if pending:
+                stack.extend(pending)
+                continue
+            self.cache[id(top)] = self._compute(top)
+            stack.pop()
+        return self.cache[id(value)]
+
+    @staticmethod
+    def _foldable_inputs(value: Any) -> list[Any]:
+        producer = value.producer()
+        if value.is_graph_input() or producer is None or producer.op_type == "Constant":
+            return []
+        if producer.domain not in ("", "ai.onnx") or producer.op_type not in ELEMENTWISE:
+            return []
+        return [v for v in producer.inputs if v is not None]
 
     def _compute(self, value: Any) -> np.ndarray | None:
+        """``value``'s array, its producer's inputs already in the cache."""
         from onnx_ir import convenience
 
         if value.is_graph_input():
@@ -122,7 +142,7 @@ class _Constants:
             return None
         if len(producer.outputs) != 1:
             return None
-        args = [self.get(v) if v is not None else None for v in producer.inputs]
+        args = [self.cache[id(v)] if v is not None else None for v in producer.inputs]
         if any(a is None and v is not None for a, v in zip(args, producer.inputs)):
             return None
         if any(a is not None and a.size > 16 for a in args):
@@ -390,7 +410,8 @@ def _agrees(got: np.ndarray, want64: np.ndarray, dtype: Any) -> np.ndarray:
 def _fits(got: np.ndarray, scale: float, beta: float, probes: tuple[np.ndarray, np.ndarray], dtype: Any) -> bool:
     ordinary, extreme = probes
     n = len(ordinary)
-    want = scale * _formula(np.concatenate([ordinary, extreme]), beta)
+    with np.errstate(all="ignore"):
+        want = scale * _formula(np.concatenate([ordinary, extreme]), beta)
     ok = _agrees(got, want, dtype)
     if not ok[:n].all():
         return False

@@ -1,0 +1,278 @@
+"""onnx_smoothl1.recognize: the proof behind ``fuse``, on graphs built op by op.
+
+tests/test_fuse_corpus.py runs the real libraries' formulas through torch's exporters; this
+file pins the recognizer's own rules on hand-built ONNX graphs, where every op, type and
+constant is chosen: what the probes must reject (a formula that differs only at tiny or huge
+``d``, at one threshold, or for NaN), what stays outside a node (a tensor weight, a partial
+or keepdims reduction, a graph output read by others), the scale ``c``, half types,
+float64 parameters float32 cannot hold, and names and shapes kept. Each fused model is run
+in onnxruntime (function path) against numpy on inputs that cover both branches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import onnx_smoothl1 as sl1
+from onnx_smoothl1 import recognize, spec
+
+NP = {TensorProto.FLOAT: np.float32, TensorProto.DOUBLE: np.float64, TensorProto.FLOAT16: np.float16}
+
+
+class G:
+    """A tiny graph builder: ``g.op("Mul", a, 0.5)`` adds a node (numbers become scalar
+    initializers of the model's float type) and returns its output name."""
+
+    def __init__(self, dtype: int = TensorProto.FLOAT, shape=(4, 3)):
+        self.dtype, self.shape = dtype, list(shape)
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.count = 0
+
+    def const(self, value, dtype=None) -> str:
+        self.count += 1
+        name = f"c{self.count}"
+        array = np.asarray(value, NP[dtype or self.dtype] if not isinstance(value, np.ndarray) else value.dtype)
+        self.inits.append(numpy_helper.from_array(array, name))
+        return name
+
+    def op(self, op_type: str, *inputs, **attrs) -> str:
+        self.count += 1
+        out = f"v{self.count}"
+        names = [self.const(i) if isinstance(i, (int, float)) else i for i in inputs]
+        self.nodes.append(helper.make_node(op_type, names, [out], **attrs))
+        return out
+
+    def model(self, *outputs: str, out_shapes=None) -> onnx.ModelProto:
+        inputs = [helper.make_tensor_value_info(n, self.dtype, self.shape) for n in ("a", "b")]
+        outs = [helper.make_tensor_value_info(o, self.dtype, None if out_shapes is None else out_shapes[k])
+                for k, o in enumerate(outputs)]
+        graph = helper.make_graph(self.nodes, "g", inputs, outs, self.inits)
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=10)
+
+
+def smooth_l1(g: G, d: str, beta: float) -> str:
+    n = g.op("Abs", d)
+    return g.op("Where", g.op("Less", n, beta), g.op("Div", g.op("Mul", g.op("Mul", n, 0.5), n), beta),
+                g.op("Sub", n, 0.5 * beta))
+
+
+def inputs(dtype=np.float32, shape=(4, 3), beta=1.0, seed=0):
+    """a, b whose differences cover both branches, the threshold itself and zero."""
+    rng = np.random.default_rng(seed)
+    a = (rng.standard_normal(shape) * 2 * beta).astype(dtype)
+    b = (rng.standard_normal(shape) * 2 * beta).astype(dtype)
+    b.flat[0], b.flat[1], b.flat[2] = a.flat[0], a.flat[1] - dtype(beta), a.flat[2] + dtype(beta)
+    return a, b
+
+
+def run(model: onnx.ModelProto, a, b) -> list[np.ndarray]:
+    return sl1.inference_session(model, custom_op=False).run(None, {"a": a, "b": b})
+
+
+def loss_nodes(model: onnx.ModelProto) -> list[tuple[str, float, str]]:
+    out = []
+    for n in model.graph.node:
+        if spec.is_loss_node(n):
+            attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+            out.append((n.op_type, float(attrs[spec.LOSS_PARAMS[n.op_type]]), attrs["reduction"].decode()))
+    return out
+
+
+def sl1_np(d, beta):
+    n = np.abs(d.astype(np.float64))
+    return np.where(n < beta, 0.5 * n * n / beta, n - 0.5 * beta)
+
+
+# --- what the probes must reject ---------------------------------------------------------
+
+
+# None of these has a smooth-L1 inside it (that value would rightly fuse as a 'none' node).
+
+
+def _differs_only_when_tiny(g, d):  # 0 for |d| < 1e-6, smooth-L1(1) elsewhere
+    n = g.op("Abs", d)
+    quad = g.op("Where", g.op("Less", n, 1e-6), 0.0, g.op("Mul", g.op("Mul", n, 0.5), n))
+    return g.op("Where", g.op("Less", n, 1.0), quad, g.op("Sub", n, 0.5))
+
+
+def _differs_only_when_huge(g, d):  # the linear branch capped at 5000
+    n = g.op("Abs", d)
+    return g.op("Where", g.op("Less", n, 1.0), g.op("Mul", g.op("Mul", n, 0.5), n),
+                g.op("Min", g.op("Sub", n, 0.5), 5000.0))
+
+
+def _nan_to_zero(g, d):  # NaN in gives 0 out (Where on d == d)
+    n = g.op("Abs", d)
+    linear = g.op("Where", g.op("Equal", d, d), g.op("Sub", n, 0.5), 0.0)
+    return g.op("Where", g.op("Less", n, 1.0), g.op("Mul", g.op("Mul", n, 0.5), n), linear)
+
+
+def _one_threshold_off(g, d):  # compare at 1.0, branch built for 1.01
+    n = g.op("Abs", d)
+    return g.op("Where", g.op("Less", n, 1.0), g.op("Div", g.op("Mul", g.op("Mul", n, 0.5), n), 1.01),
+                g.op("Sub", n, 0.505))
+
+
+def _odd(g, d):  # the quadratic branch 0.5 |d| d: not even
+    n = g.op("Abs", d)
+    return g.op("Where", g.op("Less", n, 1.0), g.op("Mul", g.op("Mul", n, 0.5), d), g.op("Sub", n, 0.5))
+
+
+def _half_slope(g, d):  # linear branch 0.5 (|d| - 0.5): a kink at the threshold
+    n = g.op("Abs", d)
+    return g.op("Where", g.op("Less", n, 1.0), g.op("Mul", g.op("Mul", n, 0.5), n),
+                g.op("Mul", g.op("Sub", n, 0.5), 0.5))
+
+
+@pytest.mark.parametrize("build", [_differs_only_when_tiny, _differs_only_when_huge, _nan_to_zero,
+                                   _one_threshold_off, _odd, _half_slope], ids=lambda f: f.__name__)
+def test_probes_reject_what_is_not_the_loss(build):
+    g = G()
+    out = g.op("ReduceSum", build(g, g.op("Sub", "a", "b")), keepdims=0)
+    model = g.model(out)
+    fused, count = sl1.fuse(model)
+    assert count == 0, loss_nodes(fused)
+    assert [n.op_type for n in fused.graph.node] == [n.op_type for n in model.graph.node]
+
+
+def test_tensor_weight_stays_outside_and_the_core_fuses():
+    """A per-element weight (a [4, 3] initializer) is not a scalar constant: the region
+    stops there, the smooth-L1 under it becomes a 'none' node, the Mul and the sum stay."""
+    g = G()
+    weight = g.const(np.linspace(0.5, 2, 12, dtype=np.float32).reshape(4, 3))
+    core = smooth_l1(g, g.op("Sub", "a", "b"), 0.5)
+    out = g.op("ReduceSum", g.op("Mul", core, weight), keepdims=0)
+    fused, count = sl1.fuse(g.model(out))
+    assert count == 1
+    assert loss_nodes(fused) == [(spec.OP_TYPE, 0.5, "none")]
+    assert [n.op_type for n in fused.graph.node] == [spec.OP_TYPE, "Mul", "ReduceSum"]
+    a, b = inputs(beta=0.5)
+    want = (sl1_np(a - b, 0.5) * np.linspace(0.5, 2, 12).reshape(4, 3)).sum()
+    np.testing.assert_allclose(run(fused, a, b)[0], want, rtol=1e-6)
+
+
+def test_scale_baked_into_both_branches_stays_a_mul():
+    """3 * SmoothL1(0.5) written into both branches (c is neither 1 nor beta): one node and a
+    Mul by 3 after its folded mean."""
+    g = G()
+    n = g.op("Abs", g.op("Sub", "a", "b"))
+    core = g.op("Where", g.op("Less", n, 0.5), g.op("Mul", g.op("Mul", n, n), 3.0),
+                g.op("Sub", g.op("Mul", n, 3.0), 0.75))
+    fused, count = sl1.fuse(g.model(g.op("ReduceMean", core, keepdims=0)))
+    assert count == 1 and loss_nodes(fused) == [(spec.OP_TYPE, 0.5, "mean")]
+    assert [n.op_type for n in fused.graph.node] == [spec.OP_TYPE, "Constant", "Mul"]
+    a, b = inputs(beta=0.5)
+    np.testing.assert_allclose(run(fused, a, b)[0], 3 * sl1_np(a - b, 0.5).mean(), rtol=1e-6)
+
+
+def test_huber_written_as_delta_times_smooth_l1_is_a_huber_node():
+    """c = beta: delta * SmoothL1(delta) is Huber(delta), one HuberLoss node, no Mul."""
+    g = G()
+    n = g.op("Abs", g.op("Sub", "b", "a"))  # the other order: d and -d are one difference
+    q = g.op("Min", n, 2.0)
+    out = g.op("Add", g.op("Mul", g.op("Mul", q, q), 0.5), g.op("Mul", g.op("Sub", n, q), 2.0))
+    fused, count = sl1.fuse(g.model(out, out_shapes=[[4, 3]]))
+    assert count == 1 and loss_nodes(fused) == [(spec.HUBER_OP_TYPE, 2.0, "none")]
+    assert fused.graph.output[0].name == out  # the graph output keeps its name
+    a, b = inputs(beta=2.0)
+    np.testing.assert_allclose(run(fused, a, b)[0], 2 * sl1_np(a - b, 2.0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("squeeze", [False, True])
+def test_keepdims_reduction_folds_only_through_a_squeeze(squeeze):
+    """ReduceMean(keepdims=1) gives shape [1, 1]: it folds only when a Squeeze of every axis
+    makes the result rank 0, as the node's is; otherwise a 'none' node feeds the ReduceMean."""
+    g = G()
+    core = smooth_l1(g, g.op("Sub", "a", "b"), 1.0)
+    out = g.op("ReduceMean", core, keepdims=1)
+    if squeeze:
+        out = g.op("Squeeze", out)
+    fused, count = sl1.fuse(g.model(out))
+    assert count == 1
+    assert loss_nodes(fused) == [(spec.OP_TYPE, 1.0, "mean" if squeeze else "none")]
+    a, b = inputs()
+    got = run(fused, a, b)[0]
+    assert got.shape == (() if squeeze else (1, 1))
+    np.testing.assert_allclose(got.reshape(()), sl1_np(a - b, 1.0).mean(), rtol=1e-6)
+
+
+def test_a_loss_read_twice_is_computed_once_and_the_reduction_stays():
+    """The per-element loss is a graph output and also summed: a 'none' node serves both."""
+    g = G()
+    core = smooth_l1(g, g.op("Sub", "a", "b"), 1.0)
+    total = g.op("ReduceSum", core, keepdims=0)
+    fused, count = sl1.fuse(g.model(core, total, out_shapes=[[4, 3], []]))
+    assert count == 1 and loss_nodes(fused) == [(spec.OP_TYPE, 1.0, "none")]
+    a, b = inputs()
+    elem, s = run(fused, a, b)
+    np.testing.assert_allclose(elem, sl1_np(a - b, 1.0), rtol=1e-6)
+    np.testing.assert_allclose(s, sl1_np(a - b, 1.0).sum(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [TensorProto.FLOAT16, TensorProto.DOUBLE])
+def test_other_float_types(dtype):
+    """float16 (probed in float16: 0.5 * n * n / beta rounds at each step there) and float64."""
+    g = G(dtype)
+    out = g.op("ReduceMean", smooth_l1(g, g.op("Sub", "a", "b"), 0.5), keepdims=0)
+    fused, count = sl1.fuse(g.model(out))
+    assert count == 1 and loss_nodes(fused) == [(spec.OP_TYPE, 0.5, "mean")]
+    a, b = inputs(NP[dtype], beta=0.5)
+    got = run(fused, a, b)[0]
+    assert got.dtype == NP[dtype]
+    np.testing.assert_allclose(float(got), sl1_np(a.astype(np.float64) - b, 0.5).mean(),
+                               rtol=1e-3 if dtype == TensorProto.FLOAT16 else 1e-12)
+
+
+def test_float64_parameter_float32_cannot_hold_is_left_alone():
+    """A float64 graph's beta = 1/9 is not a float32 number: the node's FLOAT attribute would
+    change the function, so nothing is fused; beta = 0.5 in the same graph type is."""
+    for beta, fused_count in ((1.0 / 9.0, 0), (0.5, 1)):
+        g = G(TensorProto.DOUBLE)
+        out = g.op("ReduceSum", smooth_l1(g, g.op("Sub", "a", "b"), beta), keepdims=0)
+        assert sl1.fuse(g.model(out)).count == fused_count
+
+
+def test_rank_changing_constant_is_not_a_scalar():
+    """A [1, 1, 1] constant broadcasts a rank-2 difference to rank 3: not part of a region."""
+    g = G()
+    ones = g.const(np.ones((1, 1, 1), np.float32))
+    core = smooth_l1(g, g.op("Sub", "a", "b"), 1.0)
+    out = g.op("Mul", core, ones)
+    fused, count = sl1.fuse(g.model(out, out_shapes=[[1, 4, 3]]))
+    assert count == 1 and loss_nodes(fused) == [(spec.OP_TYPE, 1.0, "none")]
+    a, b = inputs()
+    got = run(fused, a, b)[0]
+    assert got.shape == (1, 4, 3)
+    np.testing.assert_allclose(got[0], sl1_np(a - b, 1.0), rtol=1e-6)
+
+
+def test_find_reports_without_changing_the_graph():
+    """recognize.find is analysis only: the graph is the same object, untouched, afterwards."""
+    from onnxscript import ir
+
+    g = G()
+    out = g.op("ReduceSum", smooth_l1(g, g.op("Sub", "a", "b"), 0.25), keepdims=0)
+    model = ir.serde.deserialize_model(onnx.shape_inference.infer_shapes(g.model(out)))
+    before = [n.op_type for n in model.graph]
+    found = recognize.find(model.graph)
+    assert [(f.op_type, f.param, f.scale, f.reduction) for f in found] == [(spec.OP_TYPE, 0.25, 1.0, "sum")]
+    assert [n.op_type for n in model.graph] == before
+
+
+def test_deep_constant_chain_does_not_crash():
+    """A constant computed through 3,000 Identity nodes: deeper than Python's recursion limit
+    (the constant folding must not recurse per node), still a constant, still fused."""
+    g = G()
+    c = g.const(0.5)
+    for _ in range(3000):
+        c = g.op("Identity", c)
+    n = g.op("Abs", g.op("Sub", "a", "b"))
+    core = g.op("Where", g.op("Less", n, 1.0), g.op("Mul", g.op("Mul", n, c), n), g.op("Sub", n, 0.5))
+    fused, count = sl1.fuse(g.model(g.op("ReduceSum", core, keepdims=0)))
+    assert count == 1
+    a, b = inputs()
+    np.testing.assert_allclose(run(fused, a, b)[0], sl1_np(a - b, 1.0).sum(), rtol=1e-6)
