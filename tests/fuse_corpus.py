@@ -760,6 +760,17 @@ def _nm() -> list[NearMiss]:
     add("huber_scaled_threshold", "Huber whose compare uses 2*delta: switches at 2, branches of delta 1",
         lambda p, t: torch.where(d(p, t) < 2.0 * 1.0, 0.5 * d(p, t) * d(p, t), 1.0 * (d(p, t) - 0.5)).sum(),
         threshold=2.0)
+    # Constants a few float32 steps off: a tolerance on probe values must not take these for
+    # the loss (the issue: "wrong offset", "different thresholds in the compare and in the
+    # branch"); fused, each would move outputs by 2-8 ulps, beyond one rounding.
+    add("offset_4ulp", "linear branch d - 0.50000024 (float32 0.5 + 4 ulps), not d - beta/2",
+        lambda p, t: torch.where(d(p, t) < 1.0, 0.5 * d(p, t) ** 2, d(p, t) - 0.50000024))
+    add("slope_1e-7", "linear branch d - 0.5 + 1e-7 d: slope 1 + 1e-7",
+        lambda p, t: torch.where(d(p, t) < 1.0, 0.5 * d(p, t) ** 2, d(p, t) - 0.5 + 1e-7 * d(p, t)))
+    add("quadratic_1ulp", "quadratic coefficient 0.5 * (1 + 1e-7) = float32 0.50000006, not 0.5",
+        lambda p, t: torch.where(d(p, t) < 1.0, 0.5 * (1 + 1e-7) * d(p, t) ** 2, d(p, t) - 0.5))
+    add("threshold_1e-4_off", "compare at 1.0001, branches of beta 1 (different thresholds, by 1e-4)",
+        lambda p, t: torch.where(d(p, t) < 1.0001, 0.5 * d(p, t) ** 2, d(p, t) - 0.5))
     return out
 
 
