@@ -69,6 +69,22 @@ def cell(expected, found) -> str:
     return text
 
 
+def ulp_note(case, original: bytes, model: bytes) -> str:
+    """The largest |fused - original| in ulps of the original over the random and edge batches
+    (finite elements), when fuse changed anything: how close "one rounding" is in practice."""
+    if original == model:
+        return ""
+    worst = 0.0
+    for batch in ("random", "edge"):
+        x, t = fc.inputs(case, batch, seed=3)
+        want, got = tc._run(original, x, t, None), tc._run(model, x, t, False)
+        o, g = want.astype(np.float64), got.astype(np.float64)
+        fin = np.isfinite(o) & np.isfinite(g)
+        if fin.any():
+            worst = max(worst, float((np.abs(g[fin] - o[fin]) / tc._ulp(o[fin], case.dtype)).max()))
+    return f" ({worst:.0f} ulp)"
+
+
 def corpus_rows() -> tuple[list[str], dict]:
     totals: dict = {e: {"fuse": [0, 0], "export": [0, 0], "wrong_outputs": 0} for e in tc.EXPORTERS}
     rows = []
@@ -83,10 +99,14 @@ def corpus_rows() -> tuple[list[str], dict]:
                 model = onnx.load_from_string(model_bytes)
                 found = tc.loss_nodes(model)
                 before = len(onnx.load_from_string(original).graph.node)
-                problems = tc.check_outputs(case, original, model_bytes, batches=("random", "edge"), paths=[False])
+                try:
+                    problems = tc.check_outputs(case, original, model_bytes, batches=("random", "edge"),
+                                                paths=[False])
+                    outputs = ("ok" if not problems else "**WRONG**") + ulp_note(case, original, model_bytes)
+                except Exception as exc:  # a runtime that cannot run the model: say so, keep going
+                    problems, outputs = [str(exc)], f"not run ({type(exc).__name__})"
                 fuse_cell = cell(expected, found)
                 nodes = f"{before} → {len(model.graph.node)}"
-                outputs = "ok" if not problems else "**WRONG**"
                 totals[exporter]["fuse"][0] += matched(expected, found)
                 totals[exporter]["fuse"][1] += len(expected)
                 totals[exporter]["wrong_outputs"] += bool(problems)
@@ -101,6 +121,8 @@ def corpus_rows() -> tuple[list[str], dict]:
                 export_cell = "export failed"
             cols.append(f"{fuse_cell} | {export_cell} | {nodes} | {outputs}")
         expected_text = ", ".join(map(str, case.expected)) or "none"
+        for exporter, other in case.per_exporter:
+            expected_text += f" ({exporter}: {', '.join(map(str, other)) or 'none'})"
         flag = " (inexact param)" if case.inexact else ("" if case.real else " (issue form)")
         rows.append(f"| {case.name}{flag} | {case.library} | {expected_text} | " + " | ".join(cols) + " |")
     return rows, totals
@@ -211,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{counts['cases'] - counts['real_cases']} forms the issue names, {counts['expected_nodes']} expected "
               f"loss nodes; {counts['near_misses']} near-misses. found/expected = expected nodes matched "
               f"(+k: nodes found that were not expected). outputs: the test's check on the random and "
-              f"edge batches (function path).\n")
+              f"edge batches (function path), with the largest |fused - original| in ulps.\n")
         print("| case | library | expected | dynamo fuse | dynamo export | dynamo nodes | dynamo outputs "
               "| legacy fuse | legacy export | legacy nodes | legacy outputs |")
         print("|---|---|---|---|---|---|---|---|---|---|---|")
