@@ -338,7 +338,7 @@ def _thresholds(region: _Region) -> list[float]:
     square root (a threshold on ``d²``), kept when float32 holds it exactly."""
     found: set[float] = set()
     for array in region.scalars.values():
-        if array.dtype.kind != "f":
+        if array.dtype.kind != "f" and array.dtype != ml_dtypes.bfloat16:
             continue
         v = abs(float(array.reshape(-1)[0]))
         if not math.isfinite(v) or v == 0.0:
@@ -465,16 +465,37 @@ def _covers_all(axes_value: Any, rank: int | None, consts: _Constants) -> bool:
     return sorted({int(a) % max(rank, 1) for a in axes.reshape(-1)}) == list(range(rank))
 
 
+def _sole_reader(value: Any, op_type: str) -> Any:
+    """The one node reading ``value`` when it is a main-domain ``op_type`` and ``value`` is
+    not also a graph output, else None."""
+    uses = list(value.uses())
+    if len(uses) != 1 or value.is_graph_output():
+        return None
+    node = uses[0].node
+    return node if node.op_type == op_type and node.domain in ("", "ai.onnx") else None
+
+
 def _full_reduction(value: Any, consts: _Constants, *, sole: bool) -> tuple[str, Any] | None:
     """``(reduction, the scalar value it produces)`` for a reader of ``value`` that is a
     ReduceMean/ReduceSum over all its axes giving a rank-0 result (keepdims=0, or keepdims=1
-    then a Squeeze of every axis), else None. ``sole``: it must be the only reader."""
+    then a Squeeze of every axis), else None. ``sole``: it must be the only reader.
+
+    A float16/bfloat16 ``value`` may be reduced in float32 between two Casts (torch's
+    op math for half-type reductions): the node does that itself (computes in float32,
+    accumulates at least as wide, rounds once), so the whole chain folds."""
     uses = list(value.uses())
     if sole and (len(uses) != 1 or value.is_graph_output()):
         return None
     rank = len(value.shape) if value.shape is not None else None
+    half = value.dtype is not None and value.dtype.name in ("FLOAT16", "BFLOAT16")
     for use in uses:
-        node = use.node
+        node, widened = use.node, False
+        if half and node.op_type == "Cast" and node.domain in ("", "ai.onnx") \
+                and node.attributes.get_int("to", 0) == 1:  # FLOAT
+            node = _sole_reader(node.outputs[0], "ReduceSum") or _sole_reader(node.outputs[0], "ReduceMean")
+            widened = True
+            if node is None:
+                continue
         if node.domain not in ("", "ai.onnx") or node.op_type not in ("ReduceMean", "ReduceSum"):
             continue
         if node.attributes.get_int("noop_with_empty_axes", 0) != 0 or "axes" in node.attributes:
@@ -483,18 +504,20 @@ def _full_reduction(value: Any, consts: _Constants, *, sole: bool) -> tuple[str,
             continue
         reduction = "mean" if node.op_type == "ReduceMean" else "sum"
         out = node.outputs[0]
-        if node.attributes.get_int("keepdims", 1) == 0:
-            return reduction, out
-        readers = list(out.uses())
-        if len(readers) != 1 or out.is_graph_output():
-            continue
-        squeeze = readers[0].node
-        if squeeze.op_type != "Squeeze" or squeeze.domain not in ("", "ai.onnx"):
-            continue
-        axes = squeeze.inputs[1] if len(squeeze.inputs) > 1 else None
-        if axes is not None and not _covers_all(axes, rank, consts):
-            continue
-        return reduction, squeeze.outputs[0]
+        if node.attributes.get_int("keepdims", 1) != 0:
+            squeeze = _sole_reader(out, "Squeeze")
+            if squeeze is None:
+                continue
+            axes = squeeze.inputs[1] if len(squeeze.inputs) > 1 else None
+            if axes is not None and not _covers_all(axes, rank, consts):
+                continue
+            out = squeeze.outputs[0]
+        if widened:
+            back = _sole_reader(out, "Cast")
+            if back is None or back.outputs[0].dtype != value.dtype:
+                continue
+            out = back.outputs[0]
+        return reduction, out
     return None
 
 
