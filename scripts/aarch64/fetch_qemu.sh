@@ -67,7 +67,10 @@ apt-get "${opts[@]}" update >"$APT/update.log" 2>&1 \
 deb=$(ls "$APT/deb"/"$PKG"_*.deb 2>/dev/null | head -n1 || true)
 [[ -n "$deb" ]] || { echo "fetch_qemu: no $PKG .deb after apt-get download" >&2; exit 3; }
 dpkg -x "$deb" "$DEST" || { echo "fetch_qemu: dpkg -x $deb failed" >&2; exit 4; }
-mkdir -p "$DEST/debs" && mv "$deb" "$DEST/debs/"
+# The package holds a static qemu for every target (~430 MB unpacked); only aarch64 is kept, and
+# the package's name for the record.
+find "$DEST/usr/bin" -name 'qemu-*' ! -name qemu-aarch64-static -delete
+basename "$deb" >"$DEST/PACKAGE"
 # The package lists (~10 MB) are needed only for the download.
 rm -rf "$APT"
 if ! check "$DEST"; then
