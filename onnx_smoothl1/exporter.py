@@ -524,21 +524,25 @@ def _loss_node_keys(model: onnx.ModelProto) -> list[str]:
     return [n.output[0] for n in spec.walk_nodes(model.graph.node) if spec.is_loss_node(n) and n.output]
 
 
+def loss_node_entry(node: onnx.NodeProto) -> dict[str, Any]:
+    """A loss node as data: ``{"op_type", "beta" or "delta", "reduction"}``."""
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    param = spec.LOSS_PARAMS[node.op_type]
+    default = spec.DEFAULT_DELTA if node.op_type == spec.HUBER_OP_TYPE else spec.DEFAULT_BETA
+    reduction = attrs.get("reduction", spec.DEFAULT_REDUCTION.encode())
+    return {
+        "op_type": node.op_type,
+        param: float(attrs.get(param, default)),
+        "reduction": reduction.decode() if isinstance(reduction, bytes) else str(reduction),
+    }
+
+
 def _record_found(model: onnx.ModelProto, from_calls: Sequence[str]) -> None:
     found = []
     for node in spec.walk_nodes(model.graph.node):
-        if not spec.is_loss_node(node):
-            continue
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        param = spec.LOSS_PARAMS[node.op_type]
-        default = spec.DEFAULT_DELTA if node.op_type == spec.HUBER_OP_TYPE else spec.DEFAULT_BETA
-        reduction = attrs.get("reduction", spec.DEFAULT_REDUCTION.encode())
-        found.append({
-            "op_type": node.op_type,
-            param: float(attrs.get(param, default)),
-            "reduction": reduction.decode() if isinstance(reduction, bytes) else str(reduction),
-            "recognised": bool(node.output) and node.output[0] not in from_calls,
-        })
+        if spec.is_loss_node(node):
+            recognised = bool(node.output) and node.output[0] not in from_calls
+            found.append({**loss_node_entry(node), "recognised": recognised})
     entries = [p for p in model.metadata_props if p.key != FOUND_KEY]
     del model.metadata_props[:]
     model.metadata_props.extend(entries)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import textwrap
+import warnings
 
 import numpy as np
 import onnx
 import pytest
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 
 from _no_f64 import float64_free  # noqa: E402
 from conftest import run_cli  # noqa: E402
@@ -183,6 +184,25 @@ def test_export_reports_a_recognised_hand_written_loss(tmp_path):
     args = ["export", f"{src}:make", "--args-shape", "8,3", "--args-shape", "8,1"]
     proc = run_cli(*args, "-o", str(tmp_path / "a.onnx"))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "1 HuberLoss node(s) (1 recognised in plain ops: HuberLoss(delta=1.0, reduction=mean))" in proc.stdout
+    assert "1 HuberLoss node(s) (1 recognised in plain ops: HuberLoss(delta=1, reduction=mean))" in proc.stdout
     proc = run_cli(*args, "--no-fuse", "-o", str(tmp_path / "b.onnx"))
     assert proc.returncode == 0 and "no loss nodes" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+
+
+def test_fuse_names_what_it_recognised(tmp_path):
+    """`fuse` on a legacy (no value_info) export of a hand-written mmdet-style loss and a
+    summed L1 of the same difference: both named, with parameter and reduction."""
+
+    class Hand(torch.nn.Module):
+        def forward(self, p, t):
+            n = (p - t).abs()
+            return torch.where(n < 0.5, 0.5 * n * n / 0.5, n - 0.25).mean() + (p - t).abs().sum()
+
+    plain = tmp_path / "plain.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Hand(), (torch.randn(4, 3), torch.randn(4, 3)), str(plain), dynamo=False)
+    proc = run_cli("fuse", str(plain), str(tmp_path / "fused.onnx"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith(
+        "fused 2 loss(es): SmoothL1Loss(beta=0.5, reduction=mean); SmoothL1Loss(beta=0, reduction=sum);"), proc.stdout

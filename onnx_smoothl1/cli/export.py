@@ -154,8 +154,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
     found = ", ".join(f"{n} {op} node(s)" for op, n in counts.items() if n) or "no loss nodes"
     from ..exporter import found_losses
 
-    recognised = [f"{d['op_type']}({', '.join(f'{k}={v}' for k, v in d.items() if k not in ('op_type', 'recognised'))})"
-                  for d in found_losses(model) if d.get("recognised")]
+    recognised = [_describe(d) for d in found_losses(model) if d.get("recognised")]
     if recognised:
         found += f" ({len(recognised)} recognised in plain ops: {'; '.join(recognised)})"
     print(f"wrote {args.output}: {found}, mode {args.mode}, opset {opset}, {len(model.graph.node)} nodes")
@@ -171,7 +170,19 @@ def _cmd_fuse(args: argparse.Namespace) -> None:
     except Exception as exc:  # a malformed model trips onnx_ir / the rewriter / the checker
         raise UsageError(f"IN: cannot fuse {args.input}: {_root_cause(exc)}") from exc
     save(fused, args.output, arg="OUT")
-    print(f"fused {count} loss(es): {before} -> {len(fused.graph.node)} nodes; wrote {args.output}")
+    from ..exporter import loss_node_entry
+
+    had = {n.output[0] for n in model.graph.node if spec.is_loss_node(n) and n.output}
+    new = [_describe(loss_node_entry(n)) for n in fused.graph.node if spec.is_loss_node(n) and n.output[0] not in had]
+    what = f": {'; '.join(new)}" if new else ""
+    print(f"fused {count} loss(es){what}; {before} -> {len(fused.graph.node)} nodes; wrote {args.output}")
+
+
+def _describe(entry: dict) -> str:
+    """``SmoothL1Loss(beta=0.5, reduction=mean)``: one loss for the one-line reports."""
+    params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                       for k, v in entry.items() if k not in ("op_type", "recognised"))
+    return f"{entry['op_type']}({params})"
 
 
 def _cmd_inline(args: argparse.Namespace) -> None:
@@ -226,7 +237,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_export)
 
     p = subparsers.add_parser(
-        "fuse", help="replace torch.onnx's smooth_l1/huber/L1 decompositions by SmoothL1Loss"
+        "fuse", help="replace smooth_l1/huber/L1 losses written as plain ops (torch.onnx's "
+        "decomposition or hand-written, proven equal on probe values) by SmoothL1Loss/HuberLoss nodes"
     )
     p.add_argument("input", metavar="IN")
     p.add_argument("output", metavar="OUT")
