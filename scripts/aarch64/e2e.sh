@@ -62,6 +62,8 @@ exec 8>"$WORK.lock"
 if command -v flock >/dev/null 2>&1 && ! flock -n 8; then
   echo "   another e2e.sh run holds $WORK.lock: waiting for it"
   flock 8
+  echo "   got the lock after $((SECONDS - T0)) s (not counted below)"
+  T0=$SECONDS
 fi
 rm -rf "$WORK" && mkdir -p "$WORK/run" "$WORK/logs"
 RUN=$WORK/run      # cwd of every emulated command: nothing importable there
