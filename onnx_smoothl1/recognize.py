@@ -4,8 +4,9 @@ Detection, RL and Keras-port code rarely calls ``F.smooth_l1_loss``; it writes t
 by hand, in many shapes: ``0.5 * d * d / beta``, ``n ** 2 / (2 * beta)``, a ``Min``/``Clip``
 Huber (``q = min(|d|, δ); 0.5 q² + δ (|d| - q)``), Keras 3's ``LessOrEqual`` with the
 signed difference squared, the σ-form selected by a float mask ``Cast(Less)``... One op
-pattern per spelling (``fuse``'s rewrite rules, which cover torch's own decomposition)
-cannot keep up, so this module recognises the loss by meaning:
+pattern per spelling cannot keep up (``fuse`` had 88 rewrite rules for torch's own
+decompositions and found none of these), so this module recognises the loss by meaning, and
+torch's decompositions are just more spellings:
 
 1. **Regions.** Every ``Sub(a, b)`` of two non-constant float tensors is a candidate
    difference ``d``. The region is the set of element-wise nodes (``ELEMENTWISE``) that
