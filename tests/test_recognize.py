@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 import onnx_smoothl1 as sl1
@@ -276,3 +278,113 @@ def test_deep_constant_chain_does_not_crash():
     assert count == 1
     a, b = inputs()
     np.testing.assert_allclose(run(fused, a, b)[0], sl1_np(a - b, 1.0).sum(), rtol=1e-6)
+
+
+# --- generated spellings: every one is found, no single-constant change of one is --------
+
+BETAS = [0.05, 0.25, 0.5, 1.0, 2.0, 3.5, float(np.float32(1 / 9))]
+
+
+def _spelling(g: G, d: str, beta: float, form: str, cmp: str, quad: str, magnitude: str) -> str:
+    """smooth-L1(beta) of d (form 'where'/'mask') or Huber(beta) ('min'/'clip'), as one of the
+    ways people write it."""
+    n = g.op("Abs", d) if magnitude == "abs" else g.op("Sqrt", g.op("Mul", d, d))
+    if form in ("min", "clip"):
+        q = g.op("Min", n, beta) if form == "min" else g.op("Clip", n, "", g.const(beta))
+        return g.op("Add", g.op("Mul", g.op("Mul", q, q), 0.5), g.op("Mul", g.op("Sub", n, q), beta))
+    squares = {"mul_div": lambda: g.op("Div", g.op("Mul", g.op("Mul", n, 0.5), n), beta),
+               "pow_coef": lambda: g.op("Mul", g.op("Pow", n, 2.0), 0.5 / beta),
+               "pow_div2b": lambda: g.op("Div", g.op("Pow", n, 2.0), 2 * beta)}
+    q2 = squares[quad]()
+    lin = g.op("Sub", n, 0.5 * beta)
+    if form == "mask":
+        m = g.op("Cast", g.op(cmp, n, beta), to=TensorProto.FLOAT)
+        return g.op("Add", g.op("Mul", m, q2), g.op("Mul", g.op("Sub", 1.0, m), lin))
+    if cmp in ("Less", "LessOrEqual"):
+        return g.op("Where", g.op(cmp, n, beta), q2, lin)
+    return g.op("Where", g.op(cmp, n, beta), lin, q2)  # > / >= with the branches swapped
+
+
+def _build(beta, form, cmp, quad, magnitude, reduction, perturb=None):
+    g = G()
+    real_op = g.op
+
+    if perturb is not None:  # scale the perturb[0]-th numeric literal by perturb[1]
+        seen = [0]
+
+        def op(op_type, *inputs, **attrs):
+            changed = []
+            for i in inputs:
+                if isinstance(i, float) and op_type != "Pow":
+                    if seen[0] == perturb[0]:
+                        i = i * perturb[1]
+                    seen[0] += 1
+                changed.append(i)
+            return real_op(op_type, *changed, **attrs)
+
+        g.op = op  # type: ignore[method-assign]
+    core = _spelling(g, g.op("Sub", "a", "b"), beta, form, cmp, quad, magnitude)
+    g.op = real_op  # type: ignore[method-assign]
+    if reduction == "none":
+        return g.model(core, out_shapes=[[4, 3]])
+    if reduction == "squeeze_mean":
+        return g.model(g.op("Squeeze", g.op("ReduceMean", core, keepdims=1)))
+    return g.model(g.op("ReduceMean" if reduction == "mean" else "ReduceSum", core, keepdims=0))
+
+
+def _literals(beta, form, cmp, quad, magnitude) -> int:
+    counter = G()
+    count = [0]
+    real_op = counter.op
+
+    def op(op_type, *inputs, **attrs):
+        count[0] += sum(isinstance(i, float) and op_type != "Pow" for i in inputs)
+        return real_op(op_type, *inputs, **attrs)
+
+    counter.op = op  # type: ignore[method-assign]
+    _spelling(counter, counter.op("Sub", "a", "b"), beta, form, cmp, quad, magnitude)
+    return count[0]
+
+
+SPELLING = dict(
+    beta=st.sampled_from(BETAS),
+    form=st.sampled_from(["where", "mask", "min", "clip"]),
+    cmp=st.sampled_from(["Less", "LessOrEqual", "Greater", "GreaterOrEqual"]),
+    quad=st.sampled_from(["mul_div", "pow_coef", "pow_div2b"]),
+    magnitude=st.sampled_from(["abs", "sqrt"]),
+)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(reduction=st.sampled_from(["none", "mean", "sum", "squeeze_mean"]), **SPELLING)
+def test_every_generated_spelling_is_found(beta, form, cmp, quad, magnitude, reduction):
+    if form == "mask" and cmp in ("Greater", "GreaterOrEqual"):
+        cmp = "Less"  # the mask form selects the quadratic branch with its mask
+    fused, count = sl1.fuse(_build(beta, form, cmp, quad, magnitude, reduction))
+    want_reduction = {"squeeze_mean": "mean"}.get(reduction, reduction)
+    huber = form in ("min", "clip")
+    want_op = spec.HUBER_OP_TYPE if huber and beta != 1.0 else None
+    found = loss_nodes(fused)
+    assert count == 1 and len(found) == 1, found
+    op_type, param, red = found[0]
+    assert (param, red) == (np.float32(beta), want_reduction), found
+    if want_op:
+        assert op_type == want_op, found
+    a, b = inputs(beta=beta, shape=(4, 3))
+    ref = sl1_np(a - b, beta) * (beta if huber else 1.0)
+    ref = {"none": ref, "sum": ref.sum()}.get(want_reduction, ref.mean())
+    np.testing.assert_allclose(run(fused, a, b)[0], ref, rtol=2e-6, atol=1e-7)
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(which=st.integers(0, 20), factor=st.sampled_from([1.001, 0.999, 1.1, 0.5, 2.0, -1.0]), **SPELLING)
+def test_no_single_constant_change_is_found(beta, form, cmp, quad, magnitude, which, factor):
+    """Scale any one literal of a correct spelling (the threshold in the compare only, the
+    0.5, the offset, the slope, the mask's 1...) and the result is no smooth-L1/Huber: fuse
+    must leave the model as it is."""
+    if form == "mask" and cmp in ("Greater", "GreaterOrEqual"):
+        cmp = "Less"
+    which %= _literals(beta, form, cmp, quad, magnitude)
+    model = _build(beta, form, cmp, quad, magnitude, "sum", perturb=(which, factor))
+    fused, count = sl1.fuse(model)
+    assert count == 0, (loss_nodes(fused), which, factor)
