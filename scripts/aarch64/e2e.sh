@@ -54,6 +54,7 @@ WHEELS=$ENV_DIR/wheels
 PIP_WHL=$(ls "$WHEELS"/pip-*.whl 2>/dev/null | head -n1) || true
 [[ -n $PIP_WHL ]] || die "no pip wheel in $WHEELS (rerun scripts/aarch64/python_env.sh)"
 if [[ -x $ROOT/.venv/bin/python ]]; then HOST_PIP=$ROOT/.venv/bin/python; else HOST_PIP=$HOST_PY; fi
+"$HOST_PIP" -m pip --version >/dev/null 2>&1 || die "no x86 python with pip ($HOST_PIP; run make install)"
 echo "   environment: $PY ($((SECONDS - t)) s)"
 
 # One run at a time per work folder (`make test-aarch64` and a hand-run share the default).

@@ -24,7 +24,7 @@ check() {  # the unpacked binary is there and runs on this host
   [[ -x "$1/usr/bin/qemu-aarch64-static" ]] && "$1/usr/bin/qemu-aarch64-static" --version >/dev/null 2>&1
 }
 
-mkdir -p "$DEST" || { echo "fetch_qemu: cannot create $DEST" >&2; exit 2; }
+mkdir -p "$DEST" 2>/dev/null || { echo "fetch_qemu: cannot create $DEST" >&2; exit 2; }
 DEST=$(cd "$DEST" && pwd)
 QEMU="$DEST/usr/bin/qemu-aarch64-static"
 if check "$DEST"; then

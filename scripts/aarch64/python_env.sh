@@ -54,7 +54,7 @@ else PIP_PY=$(command -v python3 || true); fi
 [[ -n "$PIP_PY" ]] && "$PIP_PY" -m pip --version >/dev/null 2>&1 \
   || die "no x86 python with pip (set AARCH64_PIP or run make install)"
 
-mkdir -p "$DEST" || die "cannot create $DEST"
+mkdir -p "$DEST" 2>/dev/null || die "cannot create $DEST"
 DEST=$(cd "$DEST" && pwd)
 SYSROOT=$DEST/sysroot
 exec 9>"$DEST/.lock"
