@@ -174,7 +174,12 @@ def _arith(fn: Callable[[Any, Any], Any]) -> Callable[[Any, list[Any]], Any]:
 def _pow(node: Any, args: list[Any]) -> Any:
     a, b = args
     # Correctly rounded like the runtimes' pow for the exponents seen here (2, 0.5, ...).
-    return np.power(a.astype(np.float64), b.astype(np.float64)).astype(a.dtype)
+    return np.power(_wide(a), _wide(b)).astype(a.dtype)
+
+
+def _wide(a: np.ndarray) -> np.ndarray:
+    """``a`` in long double (exact for every float type here; bfloat16 goes via float64)."""
+    return np.asarray(a).astype(np.float64).astype(np.longdouble) if a.dtype != np.longdouble else a
 
 
 def _clip(node: Any, args: list[Any]) -> Any:
@@ -339,7 +344,7 @@ def _thresholds(region: _Region) -> list[float]:
     square root (a threshold on ``d²``), kept when float32 holds it exactly."""
     found: set[float] = set()
     for array in region.scalars.values():
-        if array.dtype.kind != "f" and array.dtype != ml_dtypes.bfloat16:
+        if not _is_float(array.dtype):
             continue
         v = abs(float(array.reshape(-1)[0]))
         if not math.isfinite(v) or v == 0.0:
@@ -372,6 +377,10 @@ def _probes(thresholds: tuple[float, ...], dtype: Any) -> tuple[np.ndarray, np.n
 
 
 def _run_region(region: _Region, d: np.ndarray) -> dict[int, np.ndarray]:
+    """Every region value at the probes ``d``: in the model's type (its own arithmetic), or,
+    for a long-double ``d``, exactly as written (constants as stored, no rounding between ops,
+    Casts to float types skipped)."""
+    exact = d.dtype == np.longdouble
     values: dict[int, np.ndarray] = {id(v): (d if s > 0 else -d) for v, s in region.signs.items()}
     for node in region.nodes:
         args: list[np.ndarray | None] = []
@@ -381,14 +390,22 @@ def _run_region(region: _Region, d: np.ndarray) -> dict[int, np.ndarray]:
             elif id(value) in values:
                 args.append(values[id(value)])
             else:
-                args.append(region.scalars[id(value)].reshape(()))
+                const = region.scalars[id(value)].reshape(())
+                args.append(_wide(const) if exact and _is_float(const.dtype) else const)
+        if exact and node.op_type == "Cast" and _is_float(_np_type(node.attributes.get_int("to", 0))):
+            values[id(node.outputs[0])] = _wide(np.asarray(args[0]))  # exact: no rounding
+            continue
         values[id(node.outputs[0])] = _evaluate(node, args)
     return values
 
 
+def _is_float(dtype: Any) -> bool:
+    return np.dtype(dtype).kind == "f" or np.dtype(dtype) == ml_dtypes.bfloat16
+
+
 def _formula(d: np.ndarray, beta: float) -> np.ndarray:
-    """SmoothL1(β)(d) in float64 (L1 for β = 0)."""
-    n = np.abs(d.astype(np.float64))
+    """SmoothL1(β)(d) in long double (L1 for β = 0)."""
+    n = np.abs(_wide(d))
     if beta == 0.0:
         return n
     with np.errstate(all="ignore"):
@@ -408,11 +425,23 @@ def _agrees(got: np.ndarray, want64: np.ndarray, dtype: Any) -> np.ndarray:
     return close | same_special
 
 
-def _fits(got: np.ndarray, scale: float, beta: float, probes: tuple[np.ndarray, np.ndarray], dtype: Any) -> bool:
+def _fits(got: np.ndarray, exact: np.ndarray, scale: float, beta: float,
+          probes: tuple[np.ndarray, np.ndarray], dtype: Any) -> bool:
+    """Whether the region value is ``scale``·SmoothL1(``beta``): ``got`` (the model's own
+    arithmetic) within ULPS of the formula rounded to the type, and ``exact`` (the same
+    ops without rounding, constants as stored) within ULPS unit roundoffs, relatively, on
+    every ordinary probe. The second test is what tells a formula from one whose constant is
+    a few ulps off: its own arithmetic may round to the same numbers, its exact function
+    does not. ULPS·u covers what rounding each of its constants to the type can do
+    (``0.5/β`` rounded once, ``0.5·δ²`` from a rounded δ: at most 3u)."""
     ordinary, extreme = probes
     n = len(ordinary)
     with np.errstate(all="ignore"):
         want = scale * _formula(np.concatenate([ordinary, extreme]), beta)
+        u = 2.0 ** -(ml_dtypes.finfo(dtype).nmant + 1)
+        err = np.abs(exact[:n] - want[:n])
+        if not (err <= ULPS * u * np.abs(want[:n])).all():
+            return False
     ok = _agrees(got, want, dtype)
     if not ok[:n].all():
         return False
@@ -436,8 +465,8 @@ def _scales(got: np.ndarray, beta: float, ordinary: np.ndarray, dtype: Any) -> l
     return out
 
 
-def _match(got: np.ndarray, thresholds: Sequence[float], probes: tuple[np.ndarray, np.ndarray],
-           dtype: Any, allow_l1: bool) -> tuple[float, float] | None:
+def _match(got: np.ndarray, exact: np.ndarray, thresholds: Sequence[float],
+           probes: tuple[np.ndarray, np.ndarray], dtype: Any, allow_l1: bool) -> tuple[float, float] | None:
     """``(β, c)`` when ``got`` is c·SmoothL1(β) on the probes (β = 0: c·L1), else None."""
     ordinary = probes[0]
     n = len(ordinary)
@@ -450,7 +479,7 @@ def _match(got: np.ndarray, thresholds: Sequence[float], probes: tuple[np.ndarra
             return None
     for beta in [*thresholds, *([0.0] if allow_l1 else [])]:
         for scale in _scales(got[:n], beta, ordinary, dtype):
-            if _fits(got, scale, beta, probes, dtype):
+            if _fits(got, exact, scale, beta, probes, dtype):
                 return beta, scale
     return None
 
@@ -561,6 +590,7 @@ def _search_region(region: _Region, consts: _Constants, l1: str) -> Iterable[Fou
     d = np.concatenate(probes)
     try:
         values = _run_region(region, d)
+        exact = _run_region(region, _wide(d))
     except Exception:  # noqa: BLE001 - an op numpy cannot evaluate as written: no proof, no match
         return []
     region_ids = {id(v) for v in region.signs} | {id(n.outputs[0]) for n in region.nodes}
@@ -571,7 +601,8 @@ def _search_region(region: _Region, consts: _Constants, l1: str) -> Iterable[Fou
         if value.dtype != region.a.dtype or got.dtype != dtype or got.shape != d.shape:
             continue
         reduced = _full_reduction(value, consts, sole=False)
-        fit = _match(got, thresholds, probes, dtype, allow_l1=l1 == "all" or (l1 == "reduced" and reduced is not None))
+        allow_l1 = l1 == "all" or (l1 == "reduced" and reduced is not None)
+        fit = _match(got, exact[id(value)], thresholds, probes, dtype, allow_l1=allow_l1)
         if fit is None:
             continue
         beta, scale = fit
