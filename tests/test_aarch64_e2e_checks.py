@@ -103,3 +103,10 @@ def test_demo_judge(tmp_path: Path, text: str, good: bool):
     path = tmp_path / "demo.txt"
     path.write_text(text)
     assert e2e_checks.main(["demo", str(path)]) == (0 if good else 1)
+
+
+def test_doctor_judge_names_the_runtime(tmp_path: Path):
+    path = tmp_path / "doctor.json"
+    path.write_text(json.dumps(_doctor()))   # onnxruntime 1.30.0
+    assert e2e_checks.main(["doctor", str(path), "--site", SITE, "--ort", "1.30.0"]) == 0
+    assert e2e_checks.main(["doctor", str(path), "--site", SITE, "--ort", "1.21.1"]) == 1

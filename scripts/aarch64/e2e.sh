@@ -19,9 +19,12 @@
 #   (e)     bad input: onnxruntime 1.20.1 (aarch64) in front of the install: the CLI exits 2 with
 #           one line naming the version, doctor exits 1, and registering the library directly
 #           is refused in one line by the library itself
+#   (f)     the oldest supported onnxruntime (1.21.1, the library's ORT API 21) in front of the
+#           install: doctor exit 0 and the (b) checks
 #
 #   scripts/aarch64/e2e.sh WHEEL
 #   env: E2E_WORK (default build/aarch64-e2e; emptied first), E2E_OLD_ORT (default 1.20.1),
+#        E2E_MIN_ORT (default 1.21.1),
 #        E2E_DEMO_N (default 100000: the demo's own default)
 #
 # Prints each step's time and verdict; exit 0 when all pass, else 1 with one line naming the
@@ -39,6 +42,7 @@ NAME=$(basename "$WHEEL")
 [[ $NAME =~ ^onnx_smoothl1-[^-]+-py3-none-(manylinux[_0-9a-z]*_aarch64)(\.manylinux[_0-9a-z]*_aarch64)*\.whl$ ]] \
   || die "$NAME is not named onnx_smoothl1-VERSION-py3-none-manylinux*_aarch64.whl" 2
 OLD_ORT=${E2E_OLD_ORT:-1.20.1}
+MIN_ORT=${E2E_MIN_ORT:-1.21.1}
 DEMO_N=${E2E_DEMO_N:-100000}
 WORK=${E2E_WORK:-$ROOT/build/aarch64-e2e}
 # Nothing from the caller's environment may point the package elsewhere.
@@ -182,18 +186,27 @@ demo() {
 }
 
 # --- (e) an onnxruntime older than the supported range ----------------------------------------
-old_ort() {
-  local ok=0 rc=0 dir=$WORK/ort-$OLD_ORT
-  if ! ls "$WHEELS"/onnxruntime-"$OLD_ORT"-cp311-*aarch64*.whl >/dev/null 2>&1; then
-    "$HOST_PIP" -m pip download -q --disable-pip-version-check --no-deps --dest "$WHEELS" \
-      --platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64 --python-version 3.11 \
-      --implementation cp --abi cp311 --only-binary=:all: "onnxruntime==$OLD_ORT" >"$LOGS/old-download.log" 2>&1 \
-      || { echo "   cannot download onnxruntime $OLD_ORT for aarch64: $(tail -n1 "$LOGS/old-download.log")"; return 1; }
+AARCH64_PLATFORMS=(--platform manylinux2014_aarch64)
+for g in $(seq 17 36); do AARCH64_PLATFORMS+=(--platform "manylinux_2_${g}_aarch64"); done
+
+ort_site() {  # VERSION DIR: onnxruntime VERSION's aarch64 cp311 wheel (downloaded once) alone in DIR
+  local v=$1 dir=$2
+  if ! ls "$WHEELS"/onnxruntime-"$v"-cp311-*aarch64*.whl >/dev/null 2>&1; then
+    "$HOST_PIP" -m pip download -q --disable-pip-version-check --no-deps --dest "$WHEELS" "${AARCH64_PLATFORMS[@]}" \
+      --python-version 3.11 --implementation cp --abi cp311 --only-binary=:all: "onnxruntime==$v" \
+      >"$LOGS/ort-$v-download.log" 2>&1 \
+      || { echo "   cannot download onnxruntime $v for aarch64: $(tail -n1 "$LOGS/ort-$v-download.log")"; return 1; }
   fi
   "$HOST_PIP" -m pip install -q --disable-pip-version-check --no-deps --no-compile --no-index \
-    --find-links "$WHEELS" --target "$dir" --platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64 \
-    --python-version 3.11 --implementation cp --abi cp311 --only-binary=:all: "onnxruntime==$OLD_ORT" \
-    >"$LOGS/old-install.log" 2>&1 || { echo "   cannot install onnxruntime $OLD_ORT: $(tail -n1 "$LOGS/old-install.log")"; return 1; }
+    --find-links "$WHEELS" --target "$dir" "${AARCH64_PLATFORMS[@]}" \
+    --python-version 3.11 --implementation cp --abi cp311 --only-binary=:all: "onnxruntime==$v" \
+    >"$LOGS/ort-$v-install.log" 2>&1 \
+    || { echo "   cannot install onnxruntime $v: $(tail -n1 "$LOGS/ort-$v-install.log")"; return 1; }
+}
+
+old_ort() {
+  local ok=0 rc=0 dir=$WORK/ort-$OLD_ORT
+  ort_site "$OLD_ORT" "$dir" || return 1
   export E2E_SITE=$dir:$SITE   # the old onnxruntime in front of the install's
   emu -m onnx_smoothl1 demo >"$LOGS/old-demo.out" 2>"$LOGS/old-demo.err" || rc=$?
   echo "   demo: exit $rc, stderr: $(cat "$LOGS/old-demo.err")"
@@ -214,6 +227,23 @@ old_ort() {
   return $ok
 }
 
+# --- (f) the oldest supported onnxruntime ---------------------------------------------------------
+min_ort() {
+  local ok=0 rc=0 dir=$WORK/ort-$MIN_ORT
+  ort_site "$MIN_ORT" "$dir" || return 1
+  export E2E_SITE=$dir:$SITE   # onnxruntime $MIN_ORT in front of the install's
+  emu -m onnx_smoothl1 doctor --json >"$LOGS/min-doctor.json" 2>"$LOGS/min-doctor.err" || rc=$?
+  [[ $rc -eq 0 ]] || { echo "   doctor --json exit $rc: $(tail -n1 "$LOGS/min-doctor.err")"; ok=1; }
+  if [[ -s $LOGS/min-doctor.json ]]; then
+    "$HOST_PY" "$HERE/e2e_checks.py" doctor "$LOGS/min-doctor.json" --site "$SITE" --ort "$MIN_ORT" || ok=1
+  else ok=1; fi
+  emu "$HERE/e2e_checks.py" kernel --ort "$MIN_ORT" >"$LOGS/min-kernel.txt" 2>&1 || ok=1
+  tail -n 1 "$LOGS/min-kernel.txt" | sed 's/^/   /'
+  grep '^FAIL' "$LOGS/min-kernel.txt" | head -n 5 | sed 's/^/   /'
+  unset E2E_SITE
+  return $ok
+}
+
 step tags tags
 if [[ ! -d $SITE/onnx_smoothl1 ]]; then
   echo "e2e-aarch64: FAILED: the wheel could not be installed under emulation (see $LOGS/pip-install.log) ($((SECONDS - T0)) s)"
@@ -224,9 +254,10 @@ step "(b) kernel profile" emu "$HERE/e2e_checks.py" kernel
 step "(c) parity" parity
 step "(d) demo" demo
 step "(e) old onnxruntime" old_ort
+step "(f) oldest supported onnxruntime" min_ort
 
 if [[ ${#failed[@]} -gt 0 ]]; then
   echo "e2e-aarch64: FAILED: $(printf '%s; ' "${failed[@]}" | sed 's/; $//') ($NAME, $((SECONDS - T0)) s; logs in $LOGS)"
   exit 1
 fi
-echo "e2e-aarch64: PASS: tags, (a) import+doctor, (b) kernel profile, (c) parity, (d) demo, (e) old onnxruntime ($NAME under qemu-aarch64, $((SECONDS - T0)) s; logs in $LOGS)"
+echo "e2e-aarch64: PASS: tags, (a) import+doctor, (b) kernel profile, (c) parity, (d) demo, (e) old onnxruntime, (f) onnxruntime $MIN_ORT ($NAME under qemu-aarch64, $((SECONDS - T0)) s; logs in $LOGS)"

@@ -123,6 +123,10 @@ def cmd_kernel(args: argparse.Namespace) -> int:
 
     c = Checks("kernel")
     c.check(not oracle.has_torch(), "torch is importable: this check is meant to run without it")
+    if args.ort:
+        version = runtime.onnxruntime_module().__version__
+        print(f"onnxruntime {version}")
+        c.check(version == args.ort, f"onnxruntime is {version}, expected {args.ort}")
     rng = np.random.default_rng(25)
     print(f"{'loss':12} {'dtype':8} {'reduction':9} {'kernel ran':13} {'function ran':24} "
           f"{'shapes':22} max rel err")
@@ -219,6 +223,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     c.check(sorted(lib.get("op_types", [])) == sorted(LOSS_OPS.values()), f"op types ran: {lib.get('op_types')}")
     path = str(lib.get("path"))
     c.check(path.startswith(str(Path(args.site).resolve())), f"doctor used library {path}, not the wheel's")
+    if args.ort:
+        version = report.get("onnxruntime", {}).get("version")
+        c.check(version == args.ort, f"doctor ran in onnxruntime {version}, expected {args.ort}")
     return c.done()
 
 
@@ -286,13 +293,16 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("install")
     p.add_argument("--site", required=True)
     p.set_defaults(func=cmd_install)
-    sub.add_parser("kernel").set_defaults(func=cmd_kernel)
+    p = sub.add_parser("kernel")
+    p.add_argument("--ort", help="the onnxruntime version that must be importable")
+    p.set_defaults(func=cmd_kernel)
     p = sub.add_parser("old-ort")
     p.add_argument("--expect", required=True, help="the onnxruntime version that must be importable")
     p.set_defaults(func=cmd_old_ort)
     p = sub.add_parser("doctor")
     p.add_argument("json")
     p.add_argument("--site", required=True)
+    p.add_argument("--ort", help="the onnxruntime version doctor must have found")
     p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("parity")
     p.add_argument("json")
