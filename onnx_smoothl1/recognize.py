@@ -425,8 +425,7 @@ def _agrees(got: np.ndarray, want64: np.ndarray, dtype: Any) -> np.ndarray:
     return close | same_special
 
 
-def _fits(got: np.ndarray, exact: np.ndarray, scale: float, beta: float,
-          probes: tuple[np.ndarray, np.ndarray], dtype: Any) -> bool:
+def _fits(got: np.ndarray, exact: np.ndarray, scale: float, base: np.ndarray, n: int, dtype: Any) -> bool:
     """Whether the region value is ``scale``·SmoothL1(``beta``): ``got`` (the model's own
     arithmetic) within ULPS of the formula rounded to the type, and ``exact`` (the same
     ops without rounding, constants as stored) within ULPS unit roundoffs, relatively, on
@@ -434,10 +433,8 @@ def _fits(got: np.ndarray, exact: np.ndarray, scale: float, beta: float,
     a few ulps off: its own arithmetic may round to the same numbers, its exact function
     does not. ULPS·u covers what rounding each of its constants to the type can do
     (``0.5/β`` rounded once, ``0.5·δ²`` from a rounded δ: at most 3u)."""
-    ordinary, extreme = probes
-    n = len(ordinary)
     with np.errstate(all="ignore"):
-        want = scale * _formula(np.concatenate([ordinary, extreme]), beta)
+        want = scale * base
         u = 2.0 ** -(ml_dtypes.finfo(dtype).nmant + 1)
         err = np.abs(exact[:n] - want[:n])
         if not (err <= ULPS * u * np.abs(want[:n])).all():
@@ -451,12 +448,11 @@ def _fits(got: np.ndarray, exact: np.ndarray, scale: float, beta: float,
     return bool((ok[n:] | ~np.isfinite(g)).all() and np.isnan(g[-1]))
 
 
-def _scales(got: np.ndarray, beta: float, ordinary: np.ndarray, dtype: Any) -> list[float]:
+def _scales(got: np.ndarray, beta: float, base: np.ndarray, dtype: Any) -> list[float]:
     """c to try: 1, β (Huber), and the ratio the largest ordinary probe implies."""
     out = [1.0]
     if beta > 0:
         out.append(beta)
-    base = _formula(ordinary, beta)
     k = int(np.argmax(np.where(np.isfinite(base), base, -1)))
     if base[k] > 0 and np.isfinite(got[k]):
         implied = float(np.asarray(got[k].astype(np.float64) / base[k], dtype))
@@ -465,11 +461,10 @@ def _scales(got: np.ndarray, beta: float, ordinary: np.ndarray, dtype: Any) -> l
     return out
 
 
-def _match(got: np.ndarray, exact: np.ndarray, thresholds: Sequence[float],
-           probes: tuple[np.ndarray, np.ndarray], dtype: Any, allow_l1: bool) -> tuple[float, float] | None:
-    """``(β, c)`` when ``got`` is c·SmoothL1(β) on the probes (β = 0: c·L1), else None."""
-    ordinary = probes[0]
-    n = len(ordinary)
+def _match(got: np.ndarray, exact: np.ndarray, bases: dict[float, np.ndarray], n: int, dtype: Any,
+           allow_l1: bool) -> tuple[float, float] | None:
+    """``(β, c)`` when ``got`` is c·SmoothL1(β) on the probes (β = 0: c·L1), else None.
+    ``bases``: SmoothL1(β) at the probes for each candidate β; the first ``n`` are ordinary."""
     # Necessary for any c > 0: zero at d = 0 (the first probe), non-negative and even.
     # Cheap, and it turns away nearly every value that is not a loss before any fitting.
     with np.errstate(all="ignore"):
@@ -477,9 +472,11 @@ def _match(got: np.ndarray, exact: np.ndarray, thresholds: Sequence[float],
         half = n // 2
         if g[0] != 0 or not (g >= 0).all() or not np.allclose(g[:half], g[half:], rtol=1e-2, atol=0):
             return None
-    for beta in [*thresholds, *([0.0] if allow_l1 else [])]:
-        for scale in _scales(got[:n], beta, ordinary, dtype):
-            if _fits(got, exact, scale, beta, probes, dtype):
+    for beta, base in bases.items():
+        if beta == 0.0 and not allow_l1:
+            continue
+        for scale in _scales(got[:n], beta, base[:n], dtype):
+            if _fits(got, exact, scale, base, n, dtype):
                 return beta, scale
     return None
 
@@ -594,6 +591,8 @@ def _search_region(region: _Region, consts: _Constants, l1: str) -> Iterable[Fou
     except Exception:  # noqa: BLE001 - an op numpy cannot evaluate as written: no proof, no match
         return []
     region_ids = {id(v) for v in region.signs} | {id(n.outputs[0]) for n in region.nodes}
+    with np.errstate(all="ignore"):
+        bases = {beta: _formula(d, beta) for beta in [*thresholds, 0.0]}
     candidates = []
     for position, node in enumerate(region.nodes):
         value = node.outputs[0]
@@ -602,7 +601,7 @@ def _search_region(region: _Region, consts: _Constants, l1: str) -> Iterable[Fou
             continue
         reduced = _full_reduction(value, consts, sole=False)
         allow_l1 = l1 == "all" or (l1 == "reduced" and reduced is not None)
-        fit = _match(got, exact[id(value)], thresholds, probes, dtype, allow_l1=allow_l1)
+        fit = _match(got, exact[id(value)], bases, len(probes[0]), dtype, allow_l1=allow_l1)
         if fit is None:
             continue
         beta, scale = fit
