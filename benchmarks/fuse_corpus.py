@@ -60,6 +60,11 @@ def matched(expected, found) -> int:
     return best
 
 
+def esc(text: str) -> str:
+    """A Markdown table cell: a literal | (|a - b|, none|sum) would end the cell."""
+    return text.replace("|", "\\|")
+
+
 def cell(expected, found) -> str:
     hit = matched(expected, found)
     extra = len(found) - hit
@@ -126,7 +131,7 @@ def corpus_rows(with_export: bool = True) -> tuple[list[str], dict]:
         for exporter, other in case.per_exporter:
             expected_text += f" ({exporter}: {', '.join(map(str, other)) or 'none'})"
         flag = " (inexact param)" if case.inexact else ("" if case.real else " (issue form)")
-        rows.append(f"| {case.name}{flag} | {case.library} | {expected_text} | " + " | ".join(cols) + " |")
+        rows.append(f"| {case.name}{flag} | {case.library} | {esc(expected_text)} | " + " | ".join(cols) + " |")
     return rows, totals
 
 
@@ -151,7 +156,7 @@ def near_rows(with_export: bool = True) -> tuple[list[str], dict]:
             else:
                 ecell = "not run" if not with_export else "export failed"
             cols.append(f"{fcell} | {ecell}")
-        rows.append(f"| {near.name} | {near.reason} | " + " | ".join(cols) + " |")
+        rows.append(f"| {near.name} | {esc(near.reason)} | " + " | ".join(cols) + " |")
     return rows, fused_count
 
 
