@@ -501,13 +501,11 @@ def export(
     if fuse:
         from .fuse import fuse as fuse_model
 
-        fused = fuse_model(model)
-        if fused.count:
-            model = fused.model
-            # finish() below attaches (or, for custom_op, leaves out) the functions anew
-            kept = [fn for fn in model.functions if fn.domain != spec.DOMAIN]
-            del model.functions[:]
-            model.functions.extend(kept)
+        model = fuse_model(model).model
+        # finish() below attaches (or, for custom_op, leaves out) the functions anew
+        kept = [fn for fn in model.functions if fn.domain != spec.DOMAIN]
+        del model.functions[:]
+        model.functions.extend(kept)
     simplify(model)
     _record_found(model, from_calls)
     finish(model, mode)

@@ -86,7 +86,10 @@ def fuse(model: onnx.ModelProto, *, l1: L1Mode = "reduced") -> FuseResult:
         raise ValueError(f"l1 must be 'reduced', 'all' or 'off'; got {l1!r}")
     ir_model = ir.serde.deserialize_model(_with_types(model))
     count = recognize.replace(ir_model.graph, recognize.find(ir_model.graph, l1=l1))
-    if count == 0:
+    # A 'none' loss node (one just made, or torch's F.l1_loss(reduction='none')) summed or
+    # averaged over everything right after: the node's own reduction.
+    folded = recognize.replace(ir_model.graph, recognize.foldable(ir_model.graph))
+    if count == 0 and folded == 0:
         # Nothing to fuse; loss nodes already there may still have an Expand/Cast to lose.
         out = onnx.ModelProto()
         out.CopyFrom(model)

@@ -388,3 +388,49 @@ def test_no_single_constant_change_is_found(beta, form, cmp, quad, magnitude, wh
     model = _build(beta, form, cmp, quad, magnitude, "sum", perturb=(which, factor))
     fused, count = sl1.fuse(model)
     assert count == 0, (loss_nodes(fused), which, factor)
+
+
+U = 2.0 ** -24  # float32's unit roundoff
+IDEAL = 0.5 / float(np.float32(0.3))  # the quadratic coefficient of smooth-L1(float32(0.3))
+
+
+@pytest.mark.parametrize("coefficient, found", [
+    (np.float32(IDEAL), True),  # rounded to float32: within a unit roundoff
+    (np.float32(IDEAL * (1 + 2.5 * U)), False),  # more than 1.5 unit roundoffs away
+    (np.float32(IDEAL * (1 - 2.5 * U)), False),
+    (np.float32(IDEAL * (1 + 1e-6)), False),
+])
+def test_a_constant_beyond_rounding_is_another_function(coefficient, found):
+    """(0.5/beta) * n**2 with beta = 0.3: float32 cannot hold 0.5/0.3; its rounding is still
+    smooth-L1(float32(0.3)) within a unit roundoff, a coefficient 2.5 unit roundoffs off is
+    not, although the model's own float32 results differ from the formula's by about an ulp
+    either way (the exact evaluation tells them apart; recognize.EXACT_ROUNDOFFS)."""
+    assert coefficient != np.float32(IDEAL) or found
+    g = G()
+    n = g.op("Abs", g.op("Sub", "a", "b"))
+    beta = float(np.float32(0.3))
+    core = g.op("Where", g.op("Less", n, beta), g.op("Mul", g.op("Mul", n, n), g.const(np.asarray(coefficient))),
+                g.op("Sub", n, 0.5 * beta))
+    fused, count = sl1.fuse(g.model(g.op("ReduceSum", core, keepdims=0)))
+    assert count == int(found), loss_nodes(fused)
+    if found:
+        assert loss_nodes(fused) == [(spec.OP_TYPE, beta, "sum")]
+
+
+@pytest.mark.parametrize("reduce_op", ["ReduceSum", "ReduceMean"])
+def test_a_none_loss_node_reduced_right_after_takes_the_reduction(reduce_op):
+    """F.l1_loss(reduction='none').sum() exports as a 'none' node and a ReduceSum: fuse gives
+    the node the reduction (its accurate sum) and drops the ReduceSum."""
+    g = G()
+    g.nodes.append(helper.make_node(spec.OP_TYPE, ["a", "b"], ["l"], domain=spec.DOMAIN, beta=0.0,
+                                    reduction="none"))
+    model = g.model(g.op(reduce_op, "l", keepdims=0))
+    model.opset_import.append(helper.make_opsetid(spec.DOMAIN, spec.DOMAIN_VERSION))
+    fused, count = sl1.fuse(model)
+    assert count == 0  # no loss was recognised: one was reduced
+    assert loss_nodes(fused) == [(spec.OP_TYPE, 0.0, "sum" if reduce_op == "ReduceSum" else "mean")]
+    assert [n.op_type for n in fused.graph.node] == [spec.OP_TYPE]
+    a, b = inputs()
+    want = np.abs(a.astype(np.float64) - b)
+    np.testing.assert_allclose(run(fused, a, b)[0], want.sum() if reduce_op == "ReduceSum" else want.mean(),
+                               rtol=1e-6)
