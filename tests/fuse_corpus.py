@@ -39,11 +39,13 @@ Each expected node is ``Loss(kind, param, reduction)``:
 Parameters that float32 cannot hold (decided, not assumed). A float32 graph stores every
 constant in float32, so ``beta = 1/9`` written as ``0.5 * n**2 / beta`` and ``n - 0.5 * beta``
 *is* SmoothL1(float32(1/9)) computed in float32 exactly as torch computes it: such cases expect
-a node with ``param = float32(1/9)``. Where a library folds the parameter into a different
+a node with ``param = float32(1/9)``. Where a library folds the parameter into another
 constant in float64 first (the sigma form with sigma = 3: ``4.5 * e**2`` below
-``float32(1/9)``), no float32 beta gives that function exactly (0.5 / float32(1/9) !=
-4.5): those cases expect no node and say so (``inexact=True``); a float64 copy of a 1/9 case
-expects none either (its constants are float64 1/9, which the FLOAT attribute cannot hold).
+``float32(1/9)``), that constant is the float32 rounding of the one SmoothL1(float32(1/9))
+needs (0.5 / float32(1/9) = 4.4999999665, 0.11 unit roundoffs from 4.5): decided (lead), a
+node, as for every constant within rounding (fuse's proof allows 1.5 unit roundoffs). A
+float64 copy of a 1/9 case expects none (``inexact=True``: its constants are float64 1/9,
+which the FLOAT attribute cannot hold).
 
 ``read=True`` marks citations whose source text was read through the code search while the
 case was written (the formula copied from it); the others are cited from the library's
@@ -533,9 +535,10 @@ def _cases() -> list[Case]:
         read=True, float_mask=True, note="sigma 1 (RCNN head): SmoothL1(1); sum(dim=1).mean()")
     add("faster_rcnn_sigma2", "faster-rcnn.pytorch", FRCNN, faster_rcnn_sigma(2.0), [sl1(0.25, "none")],
         threshold=0.25, read=True, float_mask=True, note="sigma 2: 2*e^2 below 0.25, |e| - 0.125 = SmoothL1(0.25)")
-    add("faster_rcnn_sigma3_rpn", "faster-rcnn.pytorch", FRCNN, faster_rcnn_sigma(3.0), [], threshold=F32_E,
-        read=True, float_mask=True, inexact=True,
-        note="sigma 3 (RPN): 4.5*e^2 below float32(1/9); 0.5/float32(1/9) != 4.5, so no float32 beta is exact")
+    add("faster_rcnn_sigma3_rpn", "faster-rcnn.pytorch", FRCNN, faster_rcnn_sigma(3.0), [sl1(F32_E, "none")],
+        threshold=F32_E, read=True, float_mask=True,
+        note="sigma 3 (RPN): 4.5*e^2 below float32(1/9); 4.5 is 0.5/float32(1/9) rounded to float32 "
+             "(0.11 unit roundoffs off), so this is SmoothL1(float32(1/9)) as float32 can write it")
     add("tf_faster_rcnn_sigma1", "tf-faster-rcnn",
         ("endernewton/tf-faster-rcnn lib/nets/network.py Network._smooth_l1_loss",
          "https://github.com/endernewton/tf-faster-rcnn/blob/master/lib/nets/network.py"),
