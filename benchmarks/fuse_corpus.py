@@ -141,6 +141,9 @@ def near_rows(with_export: bool = True) -> tuple[list[str], dict]:
     for near in fc.NEAR_MISSES:
         cols = []
         for exporter in tc.EXPORTERS:
+            if exporter in dict(near.not_for):  # torch writes another graph (the reason says what)
+                cols.append(f"n/a: {esc(dict(near.not_for)[exporter])} | n/a")
+                continue
             original = tc.plain_export(near.name, exporter)
             if isinstance(original, bytes):
                 model_bytes, count = tc.fused(near.name, exporter)

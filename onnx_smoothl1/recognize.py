@@ -431,35 +431,38 @@ def _agrees(got: np.ndarray, want64: np.ndarray, dtype: Any) -> np.ndarray:
 
 
 def _fits(got: np.ndarray, exact: np.ndarray, scale: float, base: np.ndarray, n: int, dtype: Any) -> bool:
-    """Whether the region value is ``scale``·SmoothL1(``beta``): ``got`` (the model's own
-    arithmetic) within ULPS of the formula rounded to the type, and ``exact`` (the same
-    ops without rounding, constants as stored) within ULPS unit roundoffs, relatively, on
-    every ordinary probe. The second test is what tells a formula from one whose constant is
-    an ulp off: its own arithmetic may round to nearly the same numbers, its exact function
-    does not (EXACT_ROUNDOFFS)."""
+    """Whether the region value is ``scale``·SmoothL1(``beta``) (``base`` = SmoothL1(β) at
+    the probes, the first ``n`` ordinary).
+
+    On the ordinary probes the test is on ``exact``, the same ops without rounding and the
+    constants as stored: within EXACT_ROUNDOFFS unit roundoffs of the formula, relatively.
+    That tells a formula from one whose constant is an ulp off (the model's own arithmetic
+    may round both to nearly the same numbers), and it accepts a correct formula that its
+    own arithmetic computes poorly (chainer's Huber ``0.5(d² − [d² > δ²](|d| − δ)²)``
+    cancels at large d; the node computes it correctly rounded: torch's value).
+    On the extreme probes ``got``, the model's own arithmetic, decides: overflow (``0·inf``
+    of a float mask, ``sqrt(d·d)``) is tolerated, a different finite number is not, and NaN
+    in must give NaN out."""
     with np.errstate(all="ignore"):
         want = scale * base
         u = 2.0 ** -(ml_dtypes.finfo(dtype).nmant + 1)
         err = np.abs(exact[:n] - want[:n])
         if not (err <= EXACT_ROUNDOFFS * u * np.abs(want[:n])).all():
             return False
-    ok = _agrees(got, want, dtype)
-    if not ok[:n].all():
-        return False
+    ok = _agrees(got[n:], want[n:], dtype)
     g = got[n:].astype(np.float64)
-    # Overflow at huge d (0*inf of a float mask, sqrt(d*d)) is tolerated; a different
-    # finite number is not, and NaN in must give NaN out.
-    return bool((ok[n:] | ~np.isfinite(g)).all() and np.isnan(g[-1]))
+    return bool((ok | ~np.isfinite(g)).all() and np.isnan(g[-1]))
 
 
 def _scales(got: np.ndarray, beta: float, base: np.ndarray, dtype: Any) -> list[float]:
-    """c to try: 1, β (Huber), and the ratio the largest ordinary probe implies."""
+    """c to try: 1, β (Huber), and the ratio the largest ordinary probe implies (``got``:
+    the exact evaluation there)."""
     out = [1.0]
     if beta > 0:
         out.append(beta)
     k = int(np.argmax(np.where(np.isfinite(base), base, -1)))
     if base[k] > 0 and np.isfinite(got[k]):
-        implied = float(np.asarray(got[k].astype(np.float64) / base[k], dtype))
+        implied = float(np.asarray(float(got[k]) / float(base[k]), dtype))
         # An implied c next to 1 or β is not a scale someone wrote: it would only stretch the
         # tolerance (a coefficient 2u off matched as c = 1 - u).
         u = 2.0 ** -(ml_dtypes.finfo(dtype).nmant + 1)
@@ -470,19 +473,20 @@ def _scales(got: np.ndarray, beta: float, base: np.ndarray, dtype: Any) -> list[
 
 def _match(got: np.ndarray, exact: np.ndarray, bases: dict[float, np.ndarray], n: int, dtype: Any,
            allow_l1: bool) -> tuple[float, float] | None:
-    """``(β, c)`` when ``got`` is c·SmoothL1(β) on the probes (β = 0: c·L1), else None.
+    """``(β, c)`` when the value (``got`` in the model's arithmetic, ``exact`` unrounded) is
+    c·SmoothL1(β) on the probes (β = 0: c·L1), else None.
     ``bases``: SmoothL1(β) at the probes for each candidate β; the first ``n`` are ordinary."""
     # Necessary for any c > 0: zero at d = 0 (the first probe), non-negative and even.
     # Cheap, and it turns away nearly every value that is not a loss before any fitting.
     with np.errstate(all="ignore"):
-        g = got[:n].astype(np.float64)
+        g = exact[:n].astype(np.float64)
         half = n // 2
         if g[0] != 0 or not (g >= 0).all() or not np.allclose(g[:half], g[half:], rtol=1e-2, atol=0):
             return None
     for beta, base in bases.items():
         if beta == 0.0 and not allow_l1:
             continue
-        for scale in _scales(got[:n], beta, base[:n], dtype):
+        for scale in _scales(exact[:n], beta, base[:n], dtype):
             if _fits(got, exact, scale, base, n, dtype):
                 return beta, scale
     return None

@@ -156,6 +156,8 @@ class NearMiss:
     source: str = ""
     dtype: str = "float32"
     float_mask: bool = False
+    #: (exporter, why this near-miss is none there): torch writes another graph than the module.
+    not_for: tuple[tuple[str, str], ...] = ()
 
 
 class LinearLoss(torch.nn.Module):
@@ -687,6 +689,12 @@ CASES: list[Case] = _cases()
 # --- near-misses ---------------------------------------------------------------------------
 
 
+#: Measured (torch 2.13): the dynamo exporter writes sqrt((p - t)**2 + eps) without the Add for
+#: eps <= 1e-8 (kept for 1e-6); its graph is then sqrt(d*d) = |d| under a mean, an L1 loss that
+#: fuse rightly takes. tests/test_fuse_corpus.py checks torch still does this.
+DROPPED_EPS = "torch 2.13's dynamo export drops the + 1e-12: its graph is sqrt(d*d) = |d|, an L1 mean"
+
+
 def _nm() -> list[NearMiss]:
     out: list[NearMiss] = []
 
@@ -755,7 +763,11 @@ def _nm() -> list[NearMiss]:
         lambda p, t: torch.where(d(p, t) < 1.0, 0.5 * d(p, t) ** 2, torch.abs(p - 2 * t) - 0.5).mean())
     add("charbonnier_mmagic", "Charbonnier sqrt(e^2 + eps) (mmagic CharbonnierLoss)",
         lambda p, t: torch.sqrt((p - t) ** 2 + 1e-12).mean(),
-        source="open-mmlab/mmagic mmagic/models/losses/pixelwise_loss.py charbonnier_loss")
+        source="open-mmlab/mmagic mmagic/models/losses/pixelwise_loss.py charbonnier_loss",
+        not_for=(("dynamo", DROPPED_EPS),))
+    add("charbonnier_eps1e-6", "Charbonnier sqrt(e^2 + 1e-6) (the eps torch's dynamo export keeps)",
+        lambda p, t: torch.sqrt((p - t) ** 2 + 1e-6).mean(),
+        source="open-mmlab/mmagic mmagic/models/losses/pixelwise_loss.py charbonnier_loss (eps 1e-6)")
     add("bare_l1", "a bare |a - b| with no reduction: not taken for a loss (l1='reduced')",
         lambda p, t: torch.abs(p - t))
     add("float_mask_wrong_complement", "float mask times quadratic plus the linear branch unmasked",
