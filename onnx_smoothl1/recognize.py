@@ -18,13 +18,18 @@ torch's decompositions are just more spellings:
 2. **Candidates** for the threshold β are read from the region's constants (``β``,
    ``1/σ²``, ``δ``; also their square roots, for thresholds on ``d²``) and the scale ``c``
    is 1, β (Huber = β·SmoothL1(β)) or the one the probes imply.
-3. **Proof.** The region is evaluated in numpy, in the model's element type, on probe
-   values of ``d``: zero, both signs, both sides of and exactly at each candidate
-   threshold (and one ulp either side), tiny, huge, random magnitudes, ``±inf`` and NaN.
-   A value is ``c·SmoothL1(β)`` (``c·L1`` for β = 0) when every ordinary probe agrees with
-   the formula within ``ULPS`` units in the last place. At huge or infinite ``d`` a
-   hand-written form may overflow (``0 · inf`` of a float mask, ``sqrt(d·d)``): there the
-   graph may give inf/NaN, but never a different finite number; a NaN in must give NaN.
+3. **Proof.** The region is evaluated in numpy on probe values of ``d``: zero, both signs,
+   both sides of and exactly at each candidate threshold (and one ulp either side), tiny,
+   huge, random magnitudes, ``±inf`` and NaN; twice: exactly (long double, constants as
+   stored, no rounding between ops) and in the model's element type. A value is
+   ``c·SmoothL1(β)`` (``c·L1`` for β = 0) when on every ordinary probe the exact value is
+   within ``EXACT_ROUNDOFFS`` (1.5) unit roundoffs of the formula, relatively: what rounding
+   one constant to the type can do (``0.5/β``, ``0.5·σ²``), less than a constant one ulp off
+   (2u). A correct formula its own arithmetic computes poorly (chainer's Huber
+   ``0.5(d² − [d² > δ²](|d| − δ)²)`` cancels at large d) is that loss: the node computes it
+   correctly rounded, torch's value. At huge or infinite ``d`` the model's own arithmetic
+   decides: a hand-written form may overflow (``0 · inf`` of a float mask, ``sqrt(d·d)``)
+   and give inf/NaN, but never a different finite number; a NaN in must give NaN.
    Equality on the probes, together with the structure (element-wise, one difference,
    scalar constants), is the proof; only then is anything replaced.
 
