@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -52,6 +53,15 @@ def _target(path: str | os.PathLike[str], arg: str) -> Path:
     return target
 
 
+def _mode_for(target: Path) -> int:
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def write_bytes(path: str | os.PathLike[str], data: bytes, *, arg: str = "output") -> Path:
     """Write ``data`` to ``path`` atomically (parents created); ``FileError`` on failure."""
     target = _target(path, arg)
@@ -59,6 +69,9 @@ def write_bytes(path: str | os.PathLike[str], data: bytes, *, arg: str = "output
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        # mkstemp makes the file 0600; the result must have the mode a plain open() gives
+        # (0666 less the umask), or the mode of the file it replaces.
+        os.fchmod(fd, _mode_for(target))
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -10,6 +10,7 @@ Where this machine cannot mount, those cases fail under CI and skip elsewhere, s
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -375,3 +376,22 @@ def test_api_refuses_feeds_that_contradict_the_declared_rank(custom_op):
         run(session, {"input": np.ones(3, np.float32), "target": np.ones(3, np.float32)})
     ok = run(session, {"input": np.float32(2.0), "target": np.float32(0.0)})
     assert float(ok[0]) == 1.5
+
+
+def test_written_files_have_a_plain_files_mode(tmp_path):
+    """Atomic writes go through mkstemp (mode 0600): a new file must get what open() would
+    give (0666 less the umask) and a replaced file keeps its mode; a model written by the CLI
+    was unreadable to anyone else before this."""
+    from onnx_smoothl1 import files
+
+    old = os.umask(0o022)
+    try:
+        new = files.write_bytes(tmp_path / "new.bin", b"x")
+        assert stat.S_IMODE(new.stat().st_mode) == 0o644
+        kept = tmp_path / "kept.bin"
+        kept.write_bytes(b"old")
+        kept.chmod(0o640)
+        files.write_text(kept, "new")
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o640 and kept.read_text() == "new\n"
+    finally:
+        os.umask(old)
