@@ -40,33 +40,13 @@ fc: Any = tc.fc
 import onnx_smoothl1 as sl1  # noqa: E402
 
 
-def matched(expected, found) -> int:
-    """How many expected nodes the found ones cover (maximum matching)."""
-    best = 0
-    owner: dict[int, int] = {}
-
-    def assign(i: int, seen: set[int]) -> bool:
-        for j, node in enumerate(found):
-            if j in seen or not expected[i].accepts(*node):
-                continue
-            seen.add(j)
-            if j not in owner or assign(owner[j], seen):
-                owner[j] = i
-                return True
-        return False
-
-    for i in range(len(expected)):
-        best += assign(i, set())
-    return best
-
-
 def esc(text: str) -> str:
     """A Markdown table cell: a literal | (|a - b|, none|sum) would end the cell."""
     return text.replace("|", "\\|")
 
 
 def cell(expected, found) -> str:
-    hit = matched(expected, found)
+    hit = fc.matched(expected, found)
     extra = len(found) - hit
     text = f"{hit}/{len(expected)}"
     if extra:
@@ -114,7 +94,7 @@ def corpus_rows(with_export: bool = True) -> tuple[list[str], dict]:
                     problems, outputs = [str(exc)], f"not run ({type(exc).__name__})"
                 fuse_cell = cell(expected, found)
                 nodes = f"{before} → {len(model.graph.node)}"
-                totals[exporter]["fuse"][0] += matched(expected, found)
+                totals[exporter]["fuse"][0] += fc.matched(expected, found)
                 totals[exporter]["fuse"][1] += len(expected)
                 totals[exporter]["wrong_outputs"] += bool(problems)
             else:
@@ -122,7 +102,7 @@ def corpus_rows(with_export: bool = True) -> tuple[list[str], dict]:
             if isinstance(exported, bytes):
                 efound = tc.found_from_export(onnx.load_from_string(exported))
                 export_cell = cell(expected, efound)
-                totals[exporter]["export"][0] += matched(expected, efound)
+                totals[exporter]["export"][0] += fc.matched(expected, efound)
                 totals[exporter]["export"][1] += len(expected)
             else:
                 export_cell = "not run" if not with_export else "export failed"

@@ -95,13 +95,10 @@ class Loss:
         return f"{self.kind}({float(np.float32(self.param)):g},{red})"
 
 
-def matches(expected: Sequence[Loss], found: Sequence[tuple[str, float, str]]) -> bool:
-    """Is ``found`` (op_type, param, reduction per node) exactly the multiset ``expected``?
-
-    A bipartite matching by augmenting paths, so overlapping expectations (an "either" next to
-    a "smooth_l1" of the same beta) cannot make a greedy choice fail a correct answer."""
-    if len(expected) != len(found):
-        return False
+def matched(expected: Sequence[Loss], found: Sequence[tuple[str, float, str]]) -> int:
+    """How many of ``expected`` the ``found`` nodes (op_type, param, reduction) cover, each node
+    used once: a bipartite matching by augmenting paths, so overlapping expectations (an
+    "either" next to a "smooth_l1" of the same beta) cannot make a greedy choice miss one."""
     owner: dict[int, int] = {}
 
     def assign(i: int, seen: set[int]) -> bool:
@@ -114,7 +111,12 @@ def matches(expected: Sequence[Loss], found: Sequence[tuple[str, float, str]]) -
                 return True
         return False
 
-    return all(assign(i, set()) for i in range(len(expected)))
+    return sum(assign(i, set()) for i in range(len(expected)))
+
+
+def matches(expected: Sequence[Loss], found: Sequence[tuple[str, float, str]]) -> bool:
+    """Is ``found`` exactly the multiset ``expected``?"""
+    return len(expected) == len(found) and matched(expected, found) == len(expected)
 
 
 @dataclass(frozen=True)
