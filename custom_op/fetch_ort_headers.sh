@@ -11,6 +11,8 @@
 # a second call finds the cache and does not fetch again. Exits non-zero with a reason on
 # stderr when the headers cannot be had (no apt-get/dpkg, no network).
 set -euo pipefail
+# shellcheck source=/dev/null
+source "$(dirname "${BASH_SOURCE[0]}")/private_apt.sh"
 
 CACHE=${1:?usage: fetch_ort_headers.sh CACHE_DIR}
 PKG=${ORT_DEB_PACKAGE:-libonnxruntime-dev}
@@ -39,21 +41,8 @@ if command -v flock >/dev/null 2>&1; then
   if [[ -f "$INC/onnxruntime_lite_custom_op.h" ]]; then echo "$INC"; exit 0; fi
 fi
 APT="$CACHE/apt"
-mkdir -p "$APT/lists/partial" "$APT/cache/archives/partial" "$APT/etc/preferences.d" "$APT/deb"
-echo "deb $MIRROR $SUITE main" > "$APT/etc/sources.list"
-: > "$APT/status"
-opts=(
-  -o "Dir::Etc::sourcelist=$APT/etc/sources.list"
-  -o "Dir::Etc::sourceparts=-"
-  -o "Dir::Etc::preferencesparts=$APT/etc/preferences.d"
-  -o "Dir::State=$APT"
-  -o "Dir::State::Lists=$APT/lists"
-  -o "Dir::State::status=$APT/status"
-  -o "Dir::Cache=$APT/cache"
-  -o "APT::Sandbox::User=$(id -un)"
-  -o "Debug::NoLocking=1"
-  -q
-)
+private_apt "$APT" "$MIRROR" "$SUITE"
+opts=("${APT_OPTS[@]}")
 echo "fetch_ort_headers: apt-get update ($SUITE) into $APT" >&2
 apt-get "${opts[@]}" update >&2 || { echo "fetch_ort_headers: apt-get update failed" >&2; exit 3; }
 (cd "$APT/deb" && { apt-get "${opts[@]}" download "$PKG=$VERSION" >&2 \

@@ -9,6 +9,8 @@
 # DEST/usr/bin/qemu-aarch64-static and fetches nothing. On failure: one line on stderr naming
 # what is missing, non-zero exit.
 set -euo pipefail
+# shellcheck source=/dev/null
+source "$(dirname "${BASH_SOURCE[0]}")/../../custom_op/private_apt.sh"
 
 DEST=${1:-}
 if [[ -z "$DEST" ]]; then
@@ -42,23 +44,8 @@ if command -v flock >/dev/null 2>&1; then
 fi
 APT="$DEST/apt"
 rm -rf "$APT"
-mkdir -p "$APT/lists/partial" "$APT/cache/archives/partial" "$APT/etc/preferences.d" "$APT/deb"
-echo "deb [arch=$ARCH] $MIRROR $SUITE main" > "$APT/etc/sources.list"
-: > "$APT/status"
-opts=(
-  -o "Dir::Etc::sourcelist=$APT/etc/sources.list"
-  -o "Dir::Etc::sourceparts=-"
-  -o "Dir::Etc::preferencesparts=$APT/etc/preferences.d"
-  -o "Dir::State=$APT"
-  -o "Dir::State::Lists=$APT/lists"
-  -o "Dir::State::status=$APT/status"
-  -o "Dir::Cache=$APT/cache"
-  -o "APT::Architecture=$ARCH"
-  -o "APT::Architectures=$ARCH"
-  -o "APT::Sandbox::User=$(id -un)"
-  -o "Debug::NoLocking=1"
-  -q
-)
+private_apt "$APT" "$MIRROR" "$SUITE" "$ARCH"
+opts=("${APT_OPTS[@]}")
 echo "fetch_qemu: apt-get update ($SUITE/$ARCH) into $APT" >&2
 apt-get "${opts[@]}" update >"$APT/update.log" 2>&1 \
   || { echo "fetch_qemu: apt-get update of $MIRROR $SUITE failed (network? see $APT/update.log)" >&2; exit 3; }

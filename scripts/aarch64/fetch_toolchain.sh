@@ -16,6 +16,8 @@
 # so the kernels' vector code, -ffp-contract=off and the ABI are the x86 build's; zig brings
 # clang and a static libc++ into a library that onnxruntime (libstdc++) loads.
 set -euo pipefail
+# shellcheck source=/dev/null
+source "$(dirname "${BASH_SOURCE[0]}")/../../custom_op/private_apt.sh"
 cd "$(dirname "$0")/../.."
 DEST=${1:-third_party/aarch64/toolchain}
 SUITE=${AARCH64_DEB_SUITE:-bookworm}
@@ -61,23 +63,8 @@ if command -v flock >/dev/null 2>&1; then  # two builds at once fetch one at a t
 fi
 APT="$DEST/apt"
 rm -rf "$APT"
-mkdir -p "$APT/lists/partial" "$APT/cache/archives/partial" "$APT/etc/preferences.d" "$APT/deb"
-echo "deb [arch=amd64] $MIRROR $SUITE main" > "$APT/etc/sources.list"
-: > "$APT/status"
-opts=(
-  -o "Dir::Etc::sourcelist=$APT/etc/sources.list"
-  -o "Dir::Etc::sourceparts=-"
-  -o "Dir::Etc::preferencesparts=$APT/etc/preferences.d"
-  -o "Dir::State=$APT"
-  -o "Dir::State::Lists=$APT/lists"
-  -o "Dir::State::status=$APT/status"
-  -o "Dir::Cache=$APT/cache"
-  -o "APT::Architecture=amd64"
-  -o "APT::Architectures=amd64"
-  -o "APT::Sandbox::User=$(id -un)"
-  -o "Debug::NoLocking=1"
-  -q
-)
+private_apt "$APT" "$MIRROR" "$SUITE" amd64
+opts=("${APT_OPTS[@]}")
 echo "fetch_toolchain: apt-get update ($SUITE) into $APT" >&2
 apt-get "${opts[@]}" update >"$APT/update.log" 2>&1 \
   || { echo "fetch_toolchain: apt-get update of $MIRROR $SUITE failed (network? see $APT/update.log)" >&2; exit 3; }

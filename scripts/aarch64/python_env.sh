@@ -20,6 +20,8 @@
 # Idempotent: a second call finds everything in place and fetches nothing (~1 s). Prints, on
 # stdout, the path of DEST/bin/python; on stderr how to use it. One-line errors, non-zero exit.
 set -euo pipefail
+# shellcheck source=/dev/null
+source "$(dirname "${BASH_SOURCE[0]}")/../../custom_op/private_apt.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 DEST=${1:-$ROOT/third_party/aarch64/py311}
 SUITE=bookworm
@@ -70,16 +72,9 @@ if [[ ! -f $STAMP_SYS || "$(cat "$STAMP_SYS")" != "${DEBS[*]}" ]]; then
   done
   APT=$DEST/apt
   rm -rf "$APT" "$SYSROOT"
-  mkdir -p "$APT/lists/partial" "$APT/cache/archives/partial" "$APT/etc/preferences.d" "$APT/deb" "$SYSROOT"
-  echo "deb [arch=arm64] $MIRROR $SUITE main" >"$APT/etc/sources.list"
-  : >"$APT/status"
-  opts=(
-    -o "Dir::Etc::sourcelist=$APT/etc/sources.list" -o "Dir::Etc::sourceparts=-"
-    -o "Dir::Etc::preferencesparts=$APT/etc/preferences.d" -o "Dir::State=$APT"
-    -o "Dir::State::Lists=$APT/lists" -o "Dir::State::status=$APT/status" -o "Dir::Cache=$APT/cache"
-    -o "APT::Architecture=arm64" -o "APT::Architectures=arm64"
-    -o "APT::Sandbox::User=$(id -un)" -o "Debug::NoLocking=1" -q
-  )
+  mkdir -p "$SYSROOT"
+  private_apt "$APT" "$MIRROR" "$SUITE" arm64
+  opts=("${APT_OPTS[@]}")
   echo "python_env: apt-get update ($SUITE/arm64) into $APT" >&2
   apt-get "${opts[@]}" update >"$APT/update.log" 2>&1 \
     || die "apt-get update of $MIRROR $SUITE (arm64) failed (network? see $APT/update.log)" 3
