@@ -74,8 +74,8 @@ ELEMENTWISE = frozenset({
 _KINKS = frozenset({"Abs", "Sqrt", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Min",
                     "Max", "Clip", "Relu"})
 _FLOATS = ("FLOAT16", "BFLOAT16", "FLOAT", "DOUBLE")
-#: Agreement required on every ordinary probe of the model's own arithmetic, in units in the
-#: last place of its type.
+#: On the extreme probes (huge, infinite d), where the model's own arithmetic decides: a
+#: finite result must be within this many units in the last place of its type.
 ULPS = 4
 #: Agreement required of the exact (unrounded) evaluation, relative, in unit roundoffs u of
 #: the model's type: a constant rounded to the type (``0.5/β``, ``0.5·σ²``) moves the function
@@ -615,8 +615,7 @@ def _search_region(region: _Region, consts: _Constants, l1: str) -> Iterable[Fou
         got = values[id(value)]
         if value.dtype != region.a.dtype or got.dtype != dtype or got.shape != d.shape:
             continue
-        reduced = _full_reduction(value, consts, sole=False)
-        allow_l1 = l1 == "all" or (l1 == "reduced" and reduced is not None)
+        allow_l1 = l1 == "all" or (l1 == "reduced" and _full_reduction(value, consts, sole=False) is not None)
         fit = _match(got, exact[id(value)], bases, len(probes[0]), dtype, allow_l1=allow_l1)
         if fit is None:
             continue
